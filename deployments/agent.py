@@ -1,0 +1,277 @@
+"""The agent: gathers evidence, applies the policy, asks the model, then acts.
+
+Everything here works on a micro-batch of transactions, so each tool is called
+once per batch however many requests arrived together. The tools and the model
+come in as collaborators: Serve deployment handles in production, plain objects
+in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployments.llm import (
+    Assessment,
+    ExplainMode,
+    assessment_messages,
+    assessment_schema,
+    parse_assessment,
+    should_explain,
+)
+from fraudline.policy import (
+    PolicyConfig,
+    PolicyOutcome,
+    apply_model_advice,
+    decide,
+    in_grey_zone,
+)
+from fraudline.schemas import (
+    Action,
+    DecisionResult,
+    Evidence,
+    Explanation,
+    Transaction,
+)
+
+logger = logging.getLogger(__name__)
+
+EVIDENCE_TOOLS = ("transaction_risk", "identity", "geolocation")
+
+
+class Toolbox(Protocol):
+    """The six tools, each called once per batch."""
+
+    async def evaluate(self, tool: str, transactions: list[Transaction]) -> list[Evidence]: ...
+
+    async def log(self, items: list[tuple[Transaction, DecisionResult]]) -> list[Any]: ...
+
+    async def deliver_alerts(self, alert_ids: list[str]) -> list[Action]: ...
+
+    async def write_reports(self, case_ids: list[str]) -> list[str]: ...
+
+
+class Explainer(Protocol):
+    """A chat model that answers under a JSON schema."""
+
+    model_id: str
+
+    async def complete(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
+    ) -> str | None: ...
+
+
+class AgentConfig(BaseModel):
+    """How the agent weighs evidence and when it asks the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    explain_mode: ExplainMode = "grey_zone"
+    tool_timeout_s: float = Field(default=5.0, gt=0)
+    model_timeout_s: float = Field(default=20.0, gt=0)
+    model_max_tokens: int = Field(default=400, gt=0)
+
+
+class Agent:
+    """Decides on batches of transactions.
+
+    Args:
+        config: Policy thresholds, explain mode and timeouts.
+        tools: The six tools behind one batch interface.
+        explainer: The reasoning model, or None to decide without it.
+    """
+
+    def __init__(
+        self, config: AgentConfig, tools: Toolbox, explainer: Explainer | None = None
+    ) -> None:
+        self._config = config
+        self._tools = tools
+        self._explainer = explainer
+
+    async def decide_batch(self, transactions: Sequence[Transaction]) -> list[DecisionResult]:
+        """Decides each transaction and acts on it; one result per input, in order."""
+        batch = [_with_timestamp(tx) for tx in transactions]
+        if not batch:
+            return []
+        started = time.perf_counter()
+
+        evidence = await self._gather_evidence(batch)
+        evidence_ms = _ms_since(started)
+
+        policy_started = time.perf_counter()
+        outcomes = [decide(found, self._config.policy) for found in evidence]
+        policy_ms = _ms_since(policy_started)
+
+        explained = await asyncio.gather(
+            *(self._explain(tx, outcome, found) for tx, outcome, found in
+              zip(batch, outcomes, evidence))
+        )
+
+        results = []
+        for tx, found, (outcome, explanation, model_ms) in zip(batch, evidence, explained):
+            results.append(
+                DecisionResult(
+                    transaction_id=tx.transaction_id,
+                    customer_id=tx.customer_id,
+                    decision=outcome.decision,
+                    risk_score=outcome.risk_score,
+                    risk_level=outcome.risk_level,
+                    reasons=list(outcome.reasons),
+                    evidence=found,
+                    explanation=explanation,
+                    policy_version=self._config.policy.version,
+                    decided_at=datetime.now(timezone.utc),
+                    latency_ms={
+                        "evidence": evidence_ms,
+                        "policy": policy_ms,
+                        "model": model_ms,
+                    },
+                )
+            )
+
+        actions_started = time.perf_counter()
+        await self._act(batch, results)
+        actions_ms = _ms_since(actions_started)
+        total_ms = _ms_since(started)
+        for result in results:
+            result.latency_ms["actions"] = actions_ms
+            result.latency_ms["total"] = total_ms
+        return results
+
+    async def _gather_evidence(self, batch: list[Transaction]) -> list[dict[str, Evidence]]:
+        answers = await asyncio.gather(
+            *(self._evaluate(tool, batch) for tool in EVIDENCE_TOOLS)
+        )
+        return [
+            {tool: answers[t][i] for t, tool in enumerate(EVIDENCE_TOOLS)}
+            for i in range(len(batch))
+        ]
+
+    async def _evaluate(self, tool: str, batch: list[Transaction]) -> list[Evidence]:
+        try:
+            found = await asyncio.wait_for(
+                self._tools.evaluate(tool, batch), self._config.tool_timeout_s
+            )
+            if len(found) != len(batch):
+                raise ValueError(f"{tool} answered {len(found)} of {len(batch)}")
+            return found
+        except TimeoutError:
+            logger.warning("tool %s timed out on a batch of %d", tool, len(batch))
+            error = f"no answer within {self._config.tool_timeout_s:g} s"
+        except Exception as exc:  # a failing tool must not fail the decision
+            logger.exception("tool %s failed on a batch of %d", tool, len(batch))
+            error = type(exc).__name__
+        return [Evidence.unavailable(tool, error) for _ in batch]
+
+    async def _explain(
+        self, tx: Transaction, outcome: PolicyOutcome, evidence: dict[str, Evidence]
+    ) -> tuple[PolicyOutcome, Explanation, float]:
+        policy_text = _policy_explanation(outcome)
+        wanted = should_explain(
+            self._config.explain_mode, in_grey_zone(outcome.risk_score, self._config.policy)
+        )
+        if not wanted or self._explainer is None:
+            return outcome, Explanation(text=policy_text), 0.0
+
+        started = time.perf_counter()
+        assessment = await self._ask_model(tx, outcome, evidence)
+        model_ms = _ms_since(started)
+        if assessment is None:
+            text = f"{policy_text} The reasoning model was unavailable; the decision stands."
+            return outcome, Explanation(text=text, model_status="unavailable",
+                                        model=self._explainer.model_id), model_ms
+
+        advised = apply_model_advice(outcome, assessment.recommended_action,
+                                     assessment.summary)
+        return advised, Explanation(
+            text=assessment.summary or policy_text,
+            source="model",
+            model_status="ok",
+            model=self._explainer.model_id,
+            key_factors=assessment.key_factors,
+            recommended_action=assessment.recommended_action,
+            confidence={"low": 0.25, "medium": 0.5, "high": 0.75}[assessment.confidence],
+        ), model_ms
+
+    async def _ask_model(
+        self, tx: Transaction, outcome: PolicyOutcome, evidence: dict[str, Evidence]
+    ) -> Assessment | None:
+        assert self._explainer is not None
+        messages = assessment_messages(tx, outcome, evidence)
+        try:
+            text = await asyncio.wait_for(
+                self._explainer.complete(
+                    messages, assessment_schema(), self._config.model_max_tokens
+                ),
+                self._config.model_timeout_s,
+            )
+        except TimeoutError:
+            logger.warning("model timed out for %s", tx.transaction_id)
+            return None
+        except Exception:
+            logger.exception("model failed for %s", tx.transaction_id)
+            return None
+        return parse_assessment(text)
+
+    async def _act(self, batch: list[Transaction], results: list[DecisionResult]) -> None:
+        logged = await self._tools.log(list(zip(batch, results)))
+
+        alert_ids = [outcome.alert_id for outcome in logged if outcome.alert_id]
+        case_ids = [outcome.case_id for outcome in logged if outcome.case_id]
+        alert_actions, report_ids = await asyncio.gather(
+            self._safely(self._tools.deliver_alerts(alert_ids), []),
+            self._safely(self._tools.write_reports(case_ids), [None] * len(case_ids)),
+        )
+        alert_action = {action.id: action for action in alert_actions}
+        report_for_case = dict(zip(case_ids, report_ids))
+
+        for result, outcome in zip(results, logged):
+            if result.decision == "block":
+                result.actions.append(Action(kind="transaction_blocked", state="done"))
+            if outcome.alert_id:
+                result.actions.append(
+                    alert_action.get(outcome.alert_id)
+                    or Action(kind="alert", id=outcome.alert_id, state="queued")
+                )
+            if outcome.case_id:
+                result.actions.append(
+                    Action(kind="case", id=outcome.case_id, state="done",
+                           detail=None if outcome.created else "existing case")
+                )
+                report_id = report_for_case.get(outcome.case_id)
+                result.actions.append(
+                    Action(kind="report", id=report_id, state="done" if report_id else "failed")
+                )
+
+    async def _safely(self, call: Any, fallback: list[Any]) -> list[Any]:
+        # Alerts wait in the outbox and reports can be rebuilt from stored
+        # evidence, so their failure must not undo a decision already logged.
+        try:
+            return await asyncio.wait_for(call, self._config.tool_timeout_s)
+        except Exception:
+            logger.exception("follow-up action failed")
+            return fallback
+
+
+def _with_timestamp(tx: Transaction) -> Transaction:
+    if tx.timestamp is not None:
+        return tx
+    return tx.model_copy(update={"timestamp": datetime.now(timezone.utc)})
+
+
+def _policy_explanation(outcome: PolicyOutcome) -> str:
+    verb = {"approve": "Approved", "review": "Sent for review", "block": "Blocked"}
+    top = [reason.text for reason in outcome.reasons[:3]]
+    because = " ".join(top) if top else "No risk signal was found."
+    return f"{verb[outcome.decision]} with risk score {outcome.risk_score:g}/100. {because}"
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

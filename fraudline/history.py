@@ -1,0 +1,202 @@
+"""Customer profiles and the history of decided transactions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    String,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from fraudline.db import Base
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    home_location: Mapped[str | None] = mapped_column(String(200))
+    home_latitude: Mapped[float | None] = mapped_column(Float)
+    home_longitude: Mapped[float | None] = mapped_column(Float)
+    email: Mapped[str | None] = mapped_column(String(254))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TransactionRow(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (Index("ix_transactions_customer_time", "customer_id", "occurred_at"),)
+
+    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    amount: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    merchant: Mapped[str] = mapped_column(String(200))
+    merchant_category: Mapped[str] = mapped_column(String(100))
+    location: Mapped[str] = mapped_column(String(200))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    card_present: Mapped[bool] = mapped_column(Boolean, default=False)
+    device_id: Mapped[str | None] = mapped_column(String(128))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    decision: Mapped[str | None] = mapped_column(String(10))
+    risk_score: Mapped[float | None] = mapped_column(Float)
+    is_fraud: Mapped[bool | None] = mapped_column(Boolean)
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    home_location: str | None
+    home_latitude: float | None
+    home_longitude: float | None
+    email: str | None
+    card_last4: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PastTransaction:
+    """A transaction of the customer's, as the tools read it back."""
+
+    transaction_id: str
+    occurred_at: datetime
+    amount: float
+    merchant: str
+    merchant_category: str
+    location: str
+    latitude: float | None
+    longitude: float | None
+    card_present: bool
+    device_id: str | None
+    ip_address: str | None
+    decision: str | None
+
+
+@dataclass(frozen=True)
+class CustomerHistory:
+    """A customer's profile and their transactions before a moment, oldest first."""
+
+    customer: Customer | None
+    transactions: Sequence[PastTransaction]
+
+    @property
+    def last(self) -> PastTransaction | None:
+        return self.transactions[-1] if self.transactions else None
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+class HistoryStore:
+    """Reads and writes customers and their transactions, a batch at a time."""
+
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def histories(
+        self,
+        requests: Iterable[tuple[str, datetime]],
+        window: timedelta = timedelta(days=90),
+        limit: int = 500,
+    ) -> list[CustomerHistory]:
+        """Each (customer, moment)'s history strictly before that moment.
+
+        One query per batch: the widest window is read once and cut per request,
+        so a later transaction never leaks into an earlier one's history.
+        """
+        wanted = [(customer_id, _utc(moment)) for customer_id, moment in requests]
+        if not wanted:
+            return []
+        customer_ids = sorted({customer_id for customer_id, _ in wanted})
+        earliest = min(moment for _, moment in wanted) - window
+        latest = max(moment for _, moment in wanted)
+
+        with self._sessions() as session:
+            customers = {
+                row.customer_id: _to_customer(row)
+                for row in session.scalars(
+                    select(CustomerRow).where(CustomerRow.customer_id.in_(customer_ids))
+                )
+            }
+            by_customer: dict[str, list[PastTransaction]] = defaultdict(list)
+            rows = session.scalars(
+                select(TransactionRow)
+                .where(TransactionRow.customer_id.in_(customer_ids))
+                .where(TransactionRow.occurred_at >= earliest)
+                .where(TransactionRow.occurred_at < latest)
+                .order_by(TransactionRow.occurred_at)
+            )
+            for row in rows:
+                by_customer[row.customer_id].append(_to_past(row))
+
+        result = []
+        for customer_id, moment in wanted:
+            past = [
+                tx
+                for tx in by_customer.get(customer_id, [])
+                if moment - window <= tx.occurred_at < moment
+            ]
+            result.append(CustomerHistory(customers.get(customer_id), past[-limit:]))
+        return result
+
+    def record(self, rows: Sequence[dict]) -> None:
+        """Stores decided transactions; a transaction id already stored is kept as is."""
+        if not rows:
+            return
+        with self._sessions.begin() as session:
+            insert = _insert_ignoring_duplicates(session.bind.dialect.name)
+            session.execute(insert(TransactionRow).values(list(rows)))
+
+    def upsert_customers(self, customers: Sequence[dict]) -> None:
+        with self._sessions.begin() as session:
+            for customer in customers:
+                session.merge(CustomerRow(**customer))
+
+
+def _insert_ignoring_duplicates(dialect: str):  # type: ignore[no-untyped-def]
+    if dialect == "postgresql":
+        return lambda table: postgresql.insert(table).on_conflict_do_nothing()
+    return lambda table: sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _to_customer(row: CustomerRow) -> Customer:
+    return Customer(
+        customer_id=row.customer_id,
+        home_location=row.home_location,
+        home_latitude=row.home_latitude,
+        home_longitude=row.home_longitude,
+        email=row.email,
+        card_last4=row.card_last4,
+        created_at=_utc(row.created_at),
+    )
+
+
+def _to_past(row: TransactionRow) -> PastTransaction:
+    return PastTransaction(
+        transaction_id=row.transaction_id,
+        occurred_at=_utc(row.occurred_at),
+        amount=row.amount,
+        merchant=row.merchant,
+        merchant_category=row.merchant_category,
+        location=row.location,
+        latitude=row.latitude,
+        longitude=row.longitude,
+        card_present=row.card_present,
+        device_id=row.device_id,
+        ip_address=row.ip_address,
+        decision=row.decision,
+    )

@@ -1,0 +1,194 @@
+"""Record tables: decisions, cases, timelines, audit trail, outbox and reports."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fraudline.db import Base, create_schema
+from fraudline.schemas import Decision, DecisionResult
+
+
+class DecisionRow(Base):
+    """Every logged decision, approvals included, so a retry gets the stored answer."""
+
+    __tablename__ = "decisions"
+
+    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    decision: Mapped[str] = mapped_column(String(10))
+    risk_score: Mapped[float] = mapped_column(Float)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    result_json: Mapped[str] = mapped_column(Text)
+    audit_entry_id: Mapped[int] = mapped_column(Integer)
+    case_id: Mapped[str | None] = mapped_column(String(20))
+    alert_id: Mapped[str | None] = mapped_column(String(20))
+
+
+class CaseRow(Base):
+    """One case per transaction that was not approved."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_created", "created_at"),)
+
+    case_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    # Unique so that two replicas retrying the same payment can never open two cases.
+    transaction_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    decision: Mapped[str] = mapped_column(String(10))
+    risk_score: Mapped[float] = mapped_column(Float)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    transaction_json: Mapped[str] = mapped_column(Text)
+    # The full DecisionResult as the agent returned it: the case's evidence.
+    evidence_json: Mapped[str] = mapped_column(Text)
+
+
+class CaseEventRow(Base):
+    """One step in a case's timeline (opened, alert queued, alert sent, report written)."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditChainHeadRow(Base):
+    """The single row every append locks: the last entry's number and hash."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    # Bumped first in every append so the write lock is taken before anything is read.
+    lock_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEntryRow(Base):
+    """An append-only audit entry; `entry_hash` = sha256(prev_hash + content)."""
+
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    transaction_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    case_id: Mapped[str | None] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxRow(Base):
+    """An alert waiting to be emailed; written in the same transaction as its case."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    alert_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    transaction_id: Mapped[str] = mapped_column(String(64))
+    # queued -> sending -> sent; failed once max_attempts is spent.
+    state: Mapped[str] = mapped_column(String(10), default="queued")
+    subject: Mapped[str] = mapped_column(String(200))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class ReportRow(Base):
+    """A compliance report of one case, stored as JSON and HTML."""
+
+    __tablename__ = "reports"
+
+    report_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    report_json: Mapped[str] = mapped_column(Text)
+    report_html: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class TimelineEvent(BaseModel):
+    """One step of a case's timeline."""
+
+    at: datetime
+    kind: str
+    detail: str = ""
+
+
+class CaseSummary(BaseModel):
+    """One line of a case list."""
+
+    case_id: str
+    transaction_id: str
+    customer_id: str
+    decision: Decision
+    risk_score: float
+    policy_version: str
+    status: str
+    created_at: datetime
+
+
+class CaseRecord(CaseSummary):
+    """A case as the API returns it: the decision, its evidence and its timeline."""
+
+    transaction: dict[str, Any] = Field(default_factory=dict)
+    evidence: DecisionResult
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    alert_id: str | None = None
+    alert_state: str | None = None
+    report_id: str | None = None
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Creates missing tables, tolerating a replica that creates them at the same time."""
+    try:
+        create_schema(engine)
+    except (OperationalError, ProgrammingError):
+        # Another process won the race between "does it exist" and CREATE TABLE;
+        # the second pass finds its tables.
+        create_schema(engine)
+
+
+def new_id(prefix: str) -> str:
+    """An id such as CASE-3F9A1C2B7D10: the prefix and 12 random hex digits."""
+    return f"{prefix}-{secrets.token_hex(6).upper()}"
+
+
+def utc(moment: datetime) -> datetime:
+    """The moment in UTC; SQLite hands datetimes back without their zone."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

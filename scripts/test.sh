@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up (scripts/setup.sh) and runs the whole test suite, Ray tests included.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m "not ray"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+export VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=1 RAY_USAGE_STATS_ENABLED=0
+.venv/bin/python -m fraudline.tinymodel var/models/tiny
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,135 @@
+"""The public HTTP API, as a FastAPI app built inside the ingress replica."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from fraudline.errors import InvalidInput, NotFound, StoreUnavailable
+from fraudline.schemas import DecisionResult, Transaction
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_ITEMS = 1000
+
+
+class Records(Protocol):
+    """Read access to cases, reports and the audit chain."""
+
+    async def case(self, case_id: str) -> dict[str, Any]: ...
+
+    async def report(self, report_id: str, fmt: str) -> tuple[bytes, str]: ...
+
+    async def verify_audit(self) -> dict[str, Any]: ...
+
+
+class BatchItemError(BaseModel):
+    index: int
+    transaction_id: str | None = None
+    errors: list[dict[str, Any]]
+
+
+class BatchResponse(BaseModel):
+    results: list[DecisionResult | BatchItemError]
+    decided: int
+    rejected: int
+
+
+class BatchRequest(BaseModel):
+    transactions: list[dict[str, Any]] = Field(max_length=MAX_BATCH_ITEMS)
+
+
+def create_api(
+    decide: Callable[[Transaction], Awaitable[DecisionResult]],
+    decide_many: Callable[[list[Transaction]], Awaitable[list[DecisionResult]]],
+    records: Records,
+    health: Callable[[], dict[str, Any]],
+) -> FastAPI:
+    """Builds the API around the agent's entry points and the records."""
+    api = FastAPI(
+        title="Fraudline",
+        version="0.1.0",
+        description="Real-time payment-fraud decisions with evidence and explanations.",
+    )
+
+    @api.exception_handler(NotFound)
+    async def _not_found(_request: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(error)})
+
+    @api.exception_handler(InvalidInput)
+    async def _invalid(_request: Request, error: InvalidInput) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(error)})
+
+    @api.exception_handler(StoreUnavailable)
+    async def _store_down(_request: Request, error: StoreUnavailable) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"store unavailable: {error}"},
+            headers={"Retry-After": "1"},
+        )
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness and what this replica is wired to."""
+        return health()
+
+    @api.post("/v1/analyze", response_model=DecisionResult)
+    async def analyze(transaction: Transaction) -> DecisionResult:
+        """Decides on one transaction: approve, review or block, with the evidence."""
+        return await decide(transaction)
+
+    @api.post("/v1/analyze/batch", response_model=BatchResponse)
+    async def analyze_batch(body: BatchRequest) -> BatchResponse:
+        """Decides up to 1,000 transactions; a bad item fails alone, results keep order."""
+        valid: list[tuple[int, Transaction]] = []
+        results: list[DecisionResult | BatchItemError | None] = [None] * len(body.transactions)
+        for index, raw in enumerate(body.transactions):
+            try:
+                valid.append((index, Transaction.model_validate(raw)))
+            except ValidationError as error:
+                results[index] = BatchItemError(
+                    index=index,
+                    transaction_id=str(raw.get("transaction_id"))[:64]
+                    if isinstance(raw, dict) and raw.get("transaction_id") else None,
+                    errors=[
+                        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                        for e in error.errors(include_url=False, include_input=False)
+                    ],
+                )
+        decided = await decide_many([tx for _, tx in valid]) if valid else []
+        for (index, _), result in zip(valid, decided):
+            results[index] = result
+        return BatchResponse(
+            results=[r for r in results if r is not None],
+            decided=len(valid),
+            rejected=len(body.transactions) - len(valid),
+        )
+
+    @api.get("/v1/cases/{case_id}")
+    async def get_case(case_id: str) -> dict[str, Any]:
+        """One case with its stored decision, evidence and timeline."""
+        return await records.case(case_id)
+
+    @api.get("/v1/reports/{report_id}")
+    async def get_report(
+        report_id: str, format: Literal["json", "html", "pdf"] = Query("json")
+    ) -> Response:
+        """A case's compliance report as JSON, HTML or PDF."""
+        body, media_type = await records.report(report_id, format)
+        return Response(content=body, media_type=media_type)
+
+    @api.get("/v1/audit/verify")
+    async def verify_audit() -> dict[str, Any]:
+        """Walks the audit hash chain and names the first bad entry, if any."""
+        return await records.verify_audit()
+
+    return api
+
+
+def raise_unavailable(message: str) -> None:
+    raise HTTPException(status_code=503, detail=message, headers={"Retry-After": "1"})

@@ -1,0 +1,210 @@
+"""Builds the Fraudline Serve application: six tools, the model and the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+from sqlalchemy.engine import make_url
+
+from deployments import (
+    email_alerts,
+    fraud_logger,
+    geolocation,
+    identity,
+    report_generator,
+    transaction_risk,
+)
+from deployments.agent import Agent
+from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
+from serve_app.api import create_api
+from serve_app.config import AppConfig
+from serve_app.llm import HandleExplainer, build_llm_app
+
+logger = logging.getLogger(__name__)
+
+# Deployment name -> (plain class, its module's defaults, the agent's name for it).
+EVIDENCE_TOOLS = {
+    "TransactionRisk": (transaction_risk.TransactionRisk, transaction_risk, "transaction_risk"),
+    "IdentityVerifier": (identity.IdentityVerifier, identity, "identity"),
+    "GeolocationChecker": (geolocation.GeolocationChecker, geolocation, "geolocation"),
+}
+
+
+class EmailAlertsReplica(email_alerts.EmailAlerts):
+    """EmailAlerts that also drains the outbox in the background."""
+
+    def __init__(self, *args: Any, delivery_interval_s: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._delivery = asyncio.get_event_loop().create_task(
+            self.run_periodically(delivery_interval_s)
+        )
+
+
+class HandleToolbox:
+    """The agent's tools, reached through Serve deployment handles."""
+
+    def __init__(self, handles: dict[str, DeploymentHandle]) -> None:
+        self._handles = handles
+
+    async def evaluate(self, tool: str, transactions: list[Transaction]) -> list[Evidence]:
+        return await self._handles[tool].evaluate_batch.remote(transactions)
+
+    async def log(self, items: list[tuple[Transaction, DecisionResult]]) -> list[Any]:
+        return await self._handles["fraud_logger"].log_batch.remote(items)
+
+    async def deliver_alerts(self, alert_ids: list[str]) -> list[Action]:
+        if not alert_ids:
+            return []
+        return await self._handles["email_alerts"].deliver_batch.remote(alert_ids)
+
+    async def write_reports(self, case_ids: list[str]) -> list[str]:
+        if not case_ids:
+            return []
+        return await self._handles["report_generator"].generate_batch.remote(case_ids)
+
+
+class HandleRecords:
+    """Read access to cases, reports and the audit chain for the HTTP API."""
+
+    def __init__(self, logger_handle: DeploymentHandle, reports: DeploymentHandle) -> None:
+        self._logger = logger_handle
+        self._reports = reports
+
+    async def case(self, case_id: str) -> dict[str, Any]:
+        record = await self._logger.get_case.remote(case_id)
+        return _plain(record)
+
+    async def report(self, report_id: str, fmt: str) -> tuple[bytes, str]:
+        return await self._reports.render.remote(report_id, fmt)
+
+    async def verify_audit(self) -> dict[str, Any]:
+        return _plain(await self._logger.verify_chain.remote())
+
+
+@serve.deployment(
+    name="Agent",
+    ray_actor_options={"num_cpus": 0.5},
+    autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 32},
+    max_ongoing_requests=256,
+)
+@serve.ingress()
+class AgentIngress:
+    """The ingress: HTTP API in front of the agent, batching concurrent requests.
+
+    Args:
+        config: The validated application config, as a dict.
+        tools: Handles by the agent's tool name.
+        llm: Handle of the LLM deployment, or None to decide without a model.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        tools: dict[str, DeploymentHandle],
+        llm: DeploymentHandle | None = None,
+    ) -> None:
+        self._config = AppConfig.model_validate(config)
+        explainer = None
+        if llm is not None and self._config.llm is not None:
+            explainer = HandleExplainer(llm, self._config.llm.model_id)
+        self._agent = Agent(self._config.agent, HandleToolbox(tools), explainer)
+        self._records = HandleRecords(tools["fraud_logger"], tools["report_generator"])
+        batching = self._config.batching
+        self.decide_batched.set_max_batch_size(batching.max_batch_size)
+        self.decide_batched.set_batch_wait_timeout_s(batching.batch_wait_ms / 1000)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_api(
+            decide=self.decide_batched,
+            decide_many=self._agent.decide_batch,
+            records=self._records,
+            health=self._health,
+        )
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def decide_batched(self, transactions: list[Transaction]) -> list[DecisionResult]:
+        return await self._agent.decide_batch(transactions)
+
+    def _health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "policy_version": self._config.agent.policy.version,
+            "explain_mode": self._config.agent.explain_mode,
+            "model": self._config.llm.model_id if self._config.llm else None,
+        }
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Binds the whole graph from the YAML `args` (or a dict in tests).
+
+    Each deployment starts from the defaults next to its class; the serve config's
+    `deployments:` section overrides them by name.
+    """
+    config = _with_absolute_paths(AppConfig.from_args(args))
+    url = config.database_url
+
+    tools: dict[str, Any] = {}
+    for name, (cls, module, key) in EVIDENCE_TOOLS.items():
+        options = dict(module.DEPLOYMENT_DEFAULTS)
+        tools[key] = serve.deployment(cls, name=name, **options).bind(
+            url, **config.tools.get(name, {})
+        )
+
+    alerts = config.alerts.model_dump()
+    tools["email_alerts"] = serve.deployment(
+        EmailAlertsReplica, name="EmailAlerts", **email_alerts.DEPLOYMENT_DEFAULTS
+    ).bind(url, **alerts, **config.tools.get("EmailAlerts", {}))
+    tools["fraud_logger"] = serve.deployment(
+        fraud_logger.FraudLogger, name="FraudLogger", **fraud_logger.DEPLOYMENT_DEFAULTS
+    ).bind(url, **config.tools.get("FraudLogger", {}))
+    tools["report_generator"] = serve.deployment(
+        report_generator.ReportGenerator,
+        name="ReportGenerator",
+        **report_generator.DEPLOYMENT_DEFAULTS,
+    ).bind(url, **config.tools.get("ReportGenerator", {}))
+
+    llm = build_llm_app(config.llm) if config.llm is not None else None
+    if config.seed_demo:
+        from fraudline.demo import seed_demo_history
+
+        seed_demo_history(url)
+    return AgentIngress.bind(config.model_dump(mode="json"), tools, llm)
+
+
+def _with_absolute_paths(config: AppConfig) -> AppConfig:
+    """Anchors relative paths at the project root, where every replica finds them.
+
+    Replicas do not share the shell's working directory, so `var/fraudline.db`
+    in a config means the project's `var/`, wherever `serve run` was typed.
+    """
+    root = Path(__file__).resolve().parent.parent
+    url = make_url(config.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not Path(url.database).is_absolute():
+            config.database_url = str(url.set(database=str(root / url.database)))
+    if config.llm is not None and not Path(config.llm.model_source).is_absolute():
+        local = root / config.llm.model_source
+        if local.exists():
+            config.llm.model_source = str(local)
+    return config
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -1,0 +1,135 @@
+"""A local Ray cluster running the whole Fraudline application with the tiny model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TINY_MODEL_DIR = PROJECT_ROOT / "var" / "models" / "tiny"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Inbox:
+    """Messages a real SMTP server on loopback received."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@dataclass
+class RunningApp:
+    url: str
+    inbox: Inbox
+    database_url: str
+
+    def wait_for_emails(self, count: int, timeout_s: float = 30) -> list[Message]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.inbox.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return list(self.inbox.messages)
+
+
+def tiny_llm_args(model_dir: Path) -> dict:
+    return {
+        "model_id": "fraudline-tiny",
+        "model_source": str(model_dir),
+        "engine_kwargs": {
+            "dtype": "float32",
+            "max_model_len": 1024,
+            "enforce_eager": True,
+            "structured_outputs_config": {
+                "backend": "xgrammar",
+                "disable_any_whitespace": True,
+            },
+        },
+        "deployment_config": {
+            "ray_actor_options": {"num_cpus": 1},
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        },
+        "runtime_env": {
+            "env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1"}
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """Starts Ray on 127.0.0.1, Serve on a free loopback port and the whole graph."""
+    ray = pytest.importorskip("ray")
+    from aiosmtpd.controller import Controller
+    from ray import serve
+
+    from fraudline.tinymodel import build_tiny_model
+    from serve_app.app import build_app
+
+    os.environ["VLLM_HOST_IP"] = "127.0.0.1"
+    model_dir = build_tiny_model(TINY_MODEL_DIR)
+    database_url = f"sqlite:///{tmp_path_factory.mktemp('app')}/fraudline.db"
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    http_port = free_port()
+
+    # ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
+    ray.init(
+        _node_ip_address="127.0.0.1",
+        num_cpus=8,
+        include_dashboard=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"VLLM_HOST_IP": "127.0.0.1"}},
+    )
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+        app = build_app(
+            {
+                "database_url": database_url,
+                "seed_demo": True,
+                "alerts": {
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": smtp.port,
+                    "recipients": ["fraud-team@localhost"],
+                    "delivery_interval_s": 1,
+                },
+                "agent": {"model_timeout_s": 60},
+                "llm": tiny_llm_args(model_dir),
+            }
+        )
+        serve.run(app, name="fraudline", route_prefix="/")
+        url = f"http://127.0.0.1:{http_port}"
+        _wait_healthy(url)
+        yield RunningApp(url=url, inbox=inbox, database_url=database_url)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        smtp.stop()
+
+
+def _wait_healthy(url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/healthz did not answer within {timeout_s} s")

@@ -1,0 +1,101 @@
+"""The whole graph in a local Ray with the tiny model, over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from fraudline.demo import EXPECTED_DECISIONS, SCENARIOS
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def decided(running_app) -> dict:  # type: ignore[no-untyped-def]
+    results = {}
+    for name, scenario in SCENARIOS.items():
+        response = httpx.post(f"{running_app.url}/v1/analyze", json=scenario, timeout=120)
+        assert response.status_code == 200, response.text
+        results[name] = response.json()
+    return results
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_demo_scenario_gets_its_decision(decided, name) -> None:  # type: ignore[no-untyped-def]
+    assert decided[name]["decision"] == EXPECTED_DECISIONS[name]
+
+
+def test_high_risk_scenario_blocks_with_named_reasons(decided) -> None:  # type: ignore[no-untyped-def]
+    result = decided["high_risk"]
+    codes = {reason["code"] for reason in result["reasons"]}
+
+    assert result["risk_score"] >= 90
+    assert {"impossible_travel", "unknown_device", "high_risk_category"} <= codes
+    kinds = {action["kind"]: action for action in result["actions"]}
+    assert kinds["case"]["id"].startswith("CASE-")
+    assert kinds["report"]["id"].startswith("RPT-")
+    assert kinds["alert"]["state"] in ("done", "queued")
+
+
+def test_block_sends_one_real_email(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+    messages = running_app.wait_for_emails(1)
+
+    assert len(messages) == 1
+    body = messages[0].get_payload(decode=True) or b""
+    assert b"TXN-DEMO-002" in body or "TXN-DEMO-002" in messages[0]["Subject"]
+
+
+def test_grey_zone_goes_to_the_real_model(decided) -> None:  # type: ignore[no-untyped-def]
+    explanation = decided["medium_risk"]["explanation"]
+
+    assert explanation["model"] == "fraudline-tiny"
+    assert explanation["model_status"] in ("ok", "unavailable")
+    assert decided["medium_risk"]["latency_ms"]["model"] > 0
+
+
+def test_report_renders_as_pdf_and_html(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+    report_id = next(
+        a["id"] for a in decided["high_risk"]["actions"] if a["kind"] == "report"
+    )
+
+    html = httpx.get(f"{running_app.url}/v1/reports/{report_id}", params={"format": "html"})
+    pdf = httpx.get(f"{running_app.url}/v1/reports/{report_id}", params={"format": "pdf"})
+
+    assert html.status_code == 200 and "TXN-DEMO-002" in html.text
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_audit_chain_verifies(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+    report = httpx.get(f"{running_app.url}/v1/audit/verify").json()
+
+    assert report["ok"] is True
+    assert report["entries_checked"] >= 3
+
+
+def test_bad_amount_is_rejected_naming_the_field(running_app) -> None:  # type: ignore[no-untyped-def]
+    bad = dict(SCENARIOS["low_risk"], transaction_id="TXN-BAD-1", amount=-5)
+
+    response = httpx.post(f"{running_app.url}/v1/analyze", json=bad)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "amount"
+
+
+def test_batch_endpoint_answers_each_item_in_order(running_app) -> None:  # type: ignore[no-untyped-def]
+    items = [
+        dict(SCENARIOS["low_risk"], transaction_id=f"TXN-BATCH-{i}", amount=100 + i)
+        for i in range(5)
+    ]
+    items[2]["ip_address"] = "not-an-ip"
+
+    response = httpx.post(
+        f"{running_app.url}/v1/analyze/batch", json={"transactions": items}, timeout=60
+    )
+
+    body = response.json()
+    assert response.status_code == 200
+    assert (body["decided"], body["rejected"]) == (4, 1)
+    assert [r.get("transaction_id") for r in body["results"]] == [
+        f"TXN-BATCH-{i}" for i in range(5)
+    ]
+    assert body["results"][2]["errors"][0]["loc"] == ["ip_address"]
