@@ -56,6 +56,8 @@ class Toolbox(Protocol):
 
     async def write_reports(self, case_ids: list[str]) -> list[str]: ...
 
+    async def stored_decision(self, transaction_id: str) -> DecisionResult | None: ...
+
 
 class Explainer(Protocol):
     """A chat model that answers under a JSON schema."""
@@ -137,7 +139,7 @@ class Agent:
             )
 
         actions_started = time.perf_counter()
-        await self._act(batch, results)
+        results = await self._act(batch, results)
         actions_ms = _ms_since(actions_started)
         total_ms = _ms_since(started)
         for result in results:
@@ -220,8 +222,11 @@ class Agent:
             return None
         return parse_assessment(text)
 
-    async def _act(self, batch: list[Transaction], results: list[DecisionResult]) -> None:
+    async def _act(
+        self, batch: list[Transaction], results: list[DecisionResult]
+    ) -> list[DecisionResult]:
         logged = await self._tools.log(list(zip(batch, results)))
+        results = await self._answer_retries_as_before(results, logged)
 
         alert_ids = [outcome.alert_id for outcome in logged if outcome.alert_id]
         case_ids = [outcome.case_id for outcome in logged if outcome.case_id]
@@ -249,6 +254,23 @@ class Agent:
                 result.actions.append(
                     Action(kind="report", id=report_id, state="done" if report_id else "failed")
                 )
+        return results
+
+    async def _answer_retries_as_before(
+        self, results: list[DecisionResult], logged: list[Any]
+    ) -> list[DecisionResult]:
+        # A retried transaction id gets the decision taken the first time, so a
+        # client retry can never turn a block into an approval.
+        answered = list(results)
+        for index, outcome in enumerate(logged):
+            if outcome.created:
+                continue
+            stored = await self._tools.stored_decision(outcome.transaction_id)
+            if stored is not None:
+                answered[index] = stored.model_copy(
+                    update={"actions": [], "latency_ms": results[index].latency_ms}
+                )
+        return answered
 
     async def _safely(self, call: Any, fallback: list[Any]) -> list[Any]:
         # Alerts wait in the outbox and reports can be rebuilt from stored

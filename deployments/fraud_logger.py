@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -26,12 +28,20 @@ from fraudline.errors import InvalidInput, NotFound, StoreUnavailable
 from fraudline.history import TransactionRow
 from fraudline.outbox import compose_alert
 from fraudline.records import (
+    CASE_TRANSITIONS,
+    LABEL_STATUS,
     CaseEventRow,
+    CaseNote,
+    CaseNoteRow,
+    CasePage,
     CaseRecord,
     CaseRow,
     CaseSummary,
+    CaseTagRow,
     DecisionRow,
     OutboxRow,
+    PolicyQuality,
+    QualityReport,
     ReportRow,
     TimelineEvent,
     ensure_schema,
@@ -42,6 +52,13 @@ from fraudline.records import (
 from fraudline.schemas import DecisionResult, Transaction
 
 logger = logging.getLogger(__name__)
+
+MAX_PAGE = 500
+MAX_NOTE_CHARS = 5000
+MAX_TAGS = 20
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
+_TAG = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
+_STATUS_LABEL = {status: label for label, status in LABEL_STATUS.items()}
 
 DEPLOYMENT_DEFAULTS: dict[str, Any] = {
     # Writes are serialised on the audit chain, so more replicas add little.
@@ -168,36 +185,9 @@ class FraudLogger:
         return DecisionResult.model_validate_json(result_json) if result_json else None
 
     def get_case(self, case_id: str) -> CaseRecord:
-        """A case with its evidence, timeline, alert state and report id."""
+        """A case with its evidence, timeline, notes, tags, alert state and report id."""
         with self._sessions() as session:
-            case = session.get(CaseRow, case_id)
-            if case is None:
-                raise NotFound(
-                    f"case {case_id!r} does not exist; case ids look like CASE-3F9A1C2B7D10"
-                )
-            events = session.scalars(
-                select(CaseEventRow)
-                .where(CaseEventRow.case_id == case_id)
-                .order_by(CaseEventRow.at, CaseEventRow.id)
-            ).all()
-            alert = session.execute(
-                select(OutboxRow.alert_id, OutboxRow.state).where(OutboxRow.case_id == case_id)
-            ).first()
-            report_id = session.scalar(
-                select(ReportRow.report_id).where(ReportRow.case_id == case_id)
-            )
-        return CaseRecord(
-            **_summary(case).model_dump(),
-            transaction=json.loads(case.transaction_json),
-            evidence=DecisionResult.model_validate_json(case.evidence_json),
-            timeline=[
-                TimelineEvent(at=utc(event.at), kind=event.kind, detail=event.detail)
-                for event in events
-            ],
-            alert_id=alert.alert_id if alert else None,
-            alert_state=alert.state if alert else None,
-            report_id=report_id,
-        )
+            return _case_record(session, _case_or_raise(session, case_id))
 
     def recent_cases(
         self, limit: int = 50, decision: str | None = None, customer_id: str | None = None
@@ -211,9 +201,413 @@ class FraudLogger:
         with self._sessions() as session:
             return [_summary(case) for case in session.scalars(query)]
 
+    def list_cases(
+        self,
+        status: str | None = None,
+        decision: str | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        assignee: str | None = None,
+        tag: str | None = None,
+        customer_id: str | None = None,
+    ) -> CasePage:
+        """One page of cases, newest first, and how many matched in all.
+
+        `since` is inclusive and `until` exclusive, both on the case's creation time.
+
+        Raises:
+            InvalidInput: A filter has a value no case can have, or the page is out
+                of bounds (limit 1-500, offset 0 or more).
+        """
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit {limit} is out of range; ask for 1-{MAX_PAGE} cases")
+        if offset < 0:
+            raise InvalidInput(f"offset {offset} is negative; start at 0")
+        filters = _case_filters(
+            status, decision, min_score, max_score, since, until, assignee, customer_id
+        )
+        if tag is not None:
+            tagged = select(CaseTagRow.case_id).where(CaseTagRow.tag == _tag(tag))
+            filters.append(CaseRow.case_id.in_(tagged))
+        query = select(CaseRow).where(*filters)
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(
+                query.order_by(CaseRow.created_at.desc(), CaseRow.case_id)
+                .limit(limit)
+                .offset(offset)
+            )
+            items = [_summary(case) for case in rows]
+        return CasePage(items=items, total=total, limit=limit, offset=offset)
+
+    def update_case(
+        self,
+        case_id: str,
+        status: str | None = None,
+        assignee: str | None = None,
+        *,
+        actor: str,
+    ) -> CaseRecord:
+        """Moves a case along its workflow and/or (re)assigns it; "" unassigns.
+
+        Moving to confirmed_fraud or false_positive labels the case as
+        `label_case` does. Each change is a timeline event and an audit entry;
+        a change to the value the case already has writes nothing.
+
+        Raises:
+            NotFound: No such case.
+            InvalidInput: The status is unknown or not reachable from the
+                case's current one (the message lists the allowed ones).
+        """
+        who = _actor(actor)
+        wanted_assignee = _assignee(assignee) if assignee is not None else None
+        if status is not None and status not in CASE_TRANSITIONS:
+            raise InvalidInput(
+                f"status {status!r} is unknown; use one of {', '.join(CASE_TRANSITIONS)}"
+            )
+
+        def change(case: CaseRow, _session: Session) -> list[_Change]:
+            changes = []
+            if status is not None and status != case.status:
+                allowed = CASE_TRANSITIONS[case.status]
+                if status not in allowed:
+                    raise InvalidInput(
+                        f"case {case.case_id} is {case.status}; it can move to "
+                        f"{' or '.join(allowed) or 'nothing (closed is final)'}, "
+                        f"not {status}"
+                    )
+                changes.append(_status_change(case, status, who))
+            if assignee is not None and (wanted_assignee or None) != case.assignee:
+                before, case.assignee = case.assignee, wanted_assignee or None
+                detail = (
+                    f"assigned to {case.assignee} by {who}"
+                    if case.assignee
+                    else f"unassigned from {before} by {who}"
+                )
+                changes.append(_Change("assigned", detail, {"from": before, "to": case.assignee}))
+            return changes
+
+        return self._change_case(case_id, who, change)
+
+    def label_case(self, case_id: str, label: str, *, actor: str) -> CaseRecord:
+        """Records an analyst's verdict: "fraud" or "legitimate".
+
+        Sets the case to confirmed_fraud or false_positive from any status but
+        closed, and marks the payment in the history so models can learn from it.
+
+        Raises:
+            NotFound: No such case.
+            InvalidInput: The label is neither "fraud" nor "legitimate", or the
+                case is closed.
+        """
+        who = _actor(actor)
+        if label not in LABEL_STATUS:
+            raise InvalidInput(f"label {label!r} is unknown; use fraud or legitimate")
+
+        def change(case: CaseRow, _session: Session) -> list[_Change]:
+            if case.status == "closed":
+                raise InvalidInput(
+                    f"case {case.case_id} is closed; a closed case cannot be relabelled"
+                )
+            if case.label == label and case.status == LABEL_STATUS[label]:
+                return []
+            return [_status_change(case, LABEL_STATUS[label], who)]
+
+        return self._change_case(case_id, who, change)
+
+    def add_note(self, case_id: str, text: str, *, actor: str) -> CaseRecord:
+        """Adds a note; the audit entry holds the note's sha256 so edits show.
+
+        Raises:
+            NotFound: No such case.
+            InvalidInput: The note is empty or longer than 5,000 characters.
+        """
+        who = _actor(actor)
+        body = text.strip()
+        if not 1 <= len(body) <= MAX_NOTE_CHARS:
+            raise InvalidInput(
+                f"a note has 1-{MAX_NOTE_CHARS:,} characters, this one {len(body):,}"
+            )
+
+        def change(case: CaseRow, session: Session) -> list[_Change]:
+            note = CaseNoteRow(case_id=case.case_id, author=who, text=body, audit_entry_id=0)
+            session.add(note)
+            fields = {"text_sha256": sha256_hex(body), "chars": len(body)}
+            return [_Change("note", f"note by {who} ({len(body)} characters)", fields, note)]
+
+        return self._change_case(case_id, who, change)
+
+    def add_tags(self, case_id: str, tags: Sequence[str], *, actor: str) -> CaseRecord:
+        """Adds tags (lower-cased; letters, digits, . _ -; up to 32 characters).
+
+        Raises:
+            NotFound: No such case.
+            InvalidInput: A tag does not fit that shape, or more than 20 are given.
+        """
+        who = _actor(actor)
+        if isinstance(tags, str) or not 1 <= len(tags) <= MAX_TAGS:
+            raise InvalidInput(f'give a list of 1-{MAX_TAGS} tags, e.g. ["card-testing"]')
+        wanted = list(dict.fromkeys(_tag(tag) for tag in tags))
+
+        def change(case: CaseRow, session: Session) -> list[_Change]:
+            present = set(
+                session.scalars(select(CaseTagRow.tag).where(CaseTagRow.case_id == case.case_id))
+            )
+            added = [tag for tag in wanted if tag not in present]
+            if not added:
+                return []
+            session.add_all(CaseTagRow(case_id=case.case_id, tag=tag) for tag in added)
+            detail = f"tagged {', '.join(added)} by {who}"
+            return [_Change("tagged", detail, {"tags": added})]
+
+        return self._change_case(case_id, who, change)
+
+    def quality_metrics(self) -> QualityReport:
+        """Per policy version: precision of blocks and reviews and the false-positive
+        rate, all among cases analysts have labelled."""
+        query = select(
+            CaseRow.policy_version, CaseRow.decision, CaseRow.label, func.count()
+        ).group_by(CaseRow.policy_version, CaseRow.decision, CaseRow.label)
+        counts: dict[str, dict[tuple[str, str | None], int]] = defaultdict(dict)
+        with self._sessions() as session:
+            for version, decision, label, count in session.execute(query):
+                counts[version][(decision, label)] = count
+        return QualityReport(
+            policies=[_policy_quality(version, counts[version]) for version in sorted(counts)]
+        )
+
+    def _change_case(
+        self, case_id: str, actor: str, change: Callable[[CaseRow, Session], list[_Change]]
+    ) -> CaseRecord:
+        now = self._clock()
+        try:
+            with self._sessions.begin() as session:
+                chain = lock_chain(session)
+                case = _case_or_raise(session, case_id)
+                changes = change(case, session)
+                for item in changes:
+                    _record_change(session, chain, case, item, actor, now)
+                if changes:
+                    case.updated_at = now
+                chain.flush()
+                record = _case_record(session, case)
+        except OperationalError as error:
+            raise StoreUnavailable(
+                f"records database refused the change to case {case_id} "
+                f"({type(error.orig).__name__}); try again"
+            ) from error
+        if changes:
+            logger.info("case %s: %s", case_id, ", ".join(item.kind for item in changes))
+        return record
+
     def verify_chain(self) -> ChainReport:
         """Walks the whole audit chain and the evidence it vouches for."""
         return verify_chain(self._sessions)
+
+
+@dataclass
+class _Change:
+    """One change to a case: its timeline kind and detail, and its audit fields."""
+
+    kind: str
+    detail: str
+    fields: dict[str, Any]
+    note: CaseNoteRow | None = None
+
+
+def _status_change(case: CaseRow, status: str, actor: str) -> _Change:
+    before = case.status
+    label = _STATUS_LABEL.get(status, case.label)
+    case.status, case.label = status, label
+    fields = {"from": before, "to": status, "label": label}
+    if status in _STATUS_LABEL:
+        return _Change("labelled", f"labelled {label} by {actor}: {before} -> {status}", fields)
+    return _Change("status_changed", f"{before} -> {status} by {actor}", fields)
+
+
+def _record_change(
+    session: Session,
+    chain: ChainAppender,
+    case: CaseRow,
+    change: _Change,
+    actor: str,
+    now: datetime,
+) -> None:
+    seq = chain.append(
+        f"case_{change.kind}",
+        {"actor": actor, **change.fields},
+        at=now,
+        transaction_id=case.transaction_id,
+        case_id=case.case_id,
+    )
+    if change.note is not None:
+        change.note.at, change.note.audit_entry_id = now, seq
+    session.add(
+        CaseEventRow(
+            case_id=case.case_id,
+            at=now,
+            kind=change.kind,
+            detail=f"{change.detail}; audit entry {seq}",
+        )
+    )
+    if change.kind == "labelled":
+        # The history keeps the verdict next to the payment for retraining.
+        session.execute(
+            update(TransactionRow)
+            .where(TransactionRow.transaction_id == case.transaction_id)
+            .values(is_fraud=change.fields["label"] == "fraud")
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _case_or_raise(session: Session, case_id: str) -> CaseRow:
+    case = session.get(CaseRow, case_id)
+    if case is None:
+        raise NotFound(f"case {case_id!r} does not exist; case ids look like CASE-3F9A1C2B7D10")
+    return case
+
+
+def _case_record(session: Session, case: CaseRow) -> CaseRecord:
+    case_id = case.case_id
+    events = session.scalars(
+        select(CaseEventRow)
+        .where(CaseEventRow.case_id == case_id)
+        .order_by(CaseEventRow.at, CaseEventRow.id)
+    ).all()
+    notes = session.scalars(
+        select(CaseNoteRow).where(CaseNoteRow.case_id == case_id).order_by(CaseNoteRow.id)
+    ).all()
+    tags = session.scalars(
+        select(CaseTagRow.tag).where(CaseTagRow.case_id == case_id).order_by(CaseTagRow.tag)
+    ).all()
+    alert = session.execute(
+        select(OutboxRow.alert_id, OutboxRow.state).where(OutboxRow.case_id == case_id)
+    ).first()
+    report_id = session.scalar(select(ReportRow.report_id).where(ReportRow.case_id == case_id))
+    return CaseRecord(
+        **_summary(case).model_dump(),
+        transaction=json.loads(case.transaction_json),
+        evidence=DecisionResult.model_validate_json(case.evidence_json),
+        timeline=[
+            TimelineEvent(at=utc(event.at), kind=event.kind, detail=event.detail)
+            for event in events
+        ],
+        notes=[
+            CaseNote(id=note.id, at=utc(note.at), author=note.author, text=note.text)
+            for note in notes
+        ],
+        tags=list(tags),
+        alert_id=alert.alert_id if alert else None,
+        alert_state=alert.state if alert else None,
+        report_id=report_id,
+    )
+
+
+def _case_filters(
+    status: str | None,
+    decision: str | None,
+    min_score: float | None,
+    max_score: float | None,
+    since: datetime | None,
+    until: datetime | None,
+    assignee: str | None,
+    customer_id: str | None,
+) -> list[Any]:
+    if status is not None and status not in CASE_TRANSITIONS:
+        raise InvalidInput(
+            f"status {status!r} is unknown; use one of {', '.join(CASE_TRANSITIONS)}"
+        )
+    if decision is not None and decision not in ("review", "block"):
+        raise InvalidInput(f"decision {decision!r} has no cases; use review or block")
+    for name, score in (("min_score", min_score), ("max_score", max_score)):
+        if score is not None and not 0 <= score <= 100:
+            raise InvalidInput(f"{name} {score} is outside the 0-100 risk score range")
+    if min_score is not None and max_score is not None and min_score > max_score:
+        raise InvalidInput(f"min_score {min_score} is above max_score {max_score}; swap them")
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(f"{name} {moment.isoformat()} needs a UTC offset, e.g. +00:00")
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput(f"since {since.isoformat()} is not before until {until.isoformat()}")
+
+    filters: list[Any] = []
+    for column, value in (
+        (CaseRow.status, status),
+        (CaseRow.decision, decision),
+        (CaseRow.assignee, assignee),
+        (CaseRow.customer_id, customer_id),
+    ):
+        if value is not None:
+            filters.append(column == value)
+    if min_score is not None:
+        filters.append(CaseRow.risk_score >= min_score)
+    if max_score is not None:
+        filters.append(CaseRow.risk_score <= max_score)
+    if since is not None:
+        filters.append(CaseRow.created_at >= utc(since))
+    if until is not None:
+        filters.append(CaseRow.created_at < utc(until))
+    return filters
+
+
+def _actor(actor: str) -> str:
+    name = actor.strip() if isinstance(actor, str) else ""
+    if not _NAME.fullmatch(name):
+        raise InvalidInput(
+            f"actor {actor!r} is not a usable name; give who makes the change "
+            "(1-100 printable characters)"
+        )
+    return name
+
+
+def _assignee(assignee: str) -> str:
+    # "" unassigns; anything else must be a name like an actor's.
+    return _actor(assignee) if assignee.strip() else ""
+
+
+def _tag(tag: str) -> str:
+    value = tag.strip().lower() if isinstance(tag, str) else ""
+    if not _TAG.fullmatch(value):
+        raise InvalidInput(
+            f"tag {tag!r} is not valid; use 1-32 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _policy_quality(version: str, counts: dict[tuple[str, str | None], int]) -> PolicyQuality:
+    def count(decision: str | None = None, label: str | None = None) -> int:
+        return sum(
+            n
+            for (d, lab), n in counts.items()
+            if lab is not None and decision in (None, d) and label in (None, lab)
+        )
+
+    blocks, reviews = count("block"), count("review")
+    blocks_fraud, reviews_fraud = count("block", "fraud"), count("review", "fraud")
+    labelled, false_positives = count(), count(label="legitimate")
+    return PolicyQuality(
+        policy_version=version,
+        cases=sum(counts.values()),
+        labelled=labelled,
+        blocks_labelled=blocks,
+        blocks_fraud=blocks_fraud,
+        block_precision=_ratio(blocks_fraud, blocks),
+        reviews_labelled=reviews,
+        reviews_fraud=reviews_fraud,
+        review_precision=_ratio(reviews_fraud, reviews),
+        false_positives=false_positives,
+        false_positive_rate=_ratio(false_positives, labelled),
+    )
 
 
 def _stored_outcomes(session: Session, transaction_ids: list[str]) -> dict[str, LogOutcome]:
@@ -296,6 +690,8 @@ class _NewRows:
                 "audit_entry_id": seq,
                 "case_id": case_id,
                 "alert_id": alert_id,
+                "latency_ms": decision_latency_ms(result.latency_ms),
+                "reason_codes": " ".join(reason.code for reason in result.reasons),
             }
         )
         if case_id is not None:
@@ -412,6 +808,13 @@ def _history_row(transaction: Transaction, result: DecisionResult) -> dict[str, 
     }
 
 
+def decision_latency_ms(latency_ms: dict[str, float]) -> float | None:
+    """How long deciding took: the total when known, else the sum of the stages."""
+    if "total" in latency_ms:
+        return latency_ms["total"]
+    return sum(latency_ms.values()) if latency_ms else None
+
+
 def _summary(case: CaseRow) -> CaseSummary:
     return CaseSummary(
         case_id=case.case_id,
@@ -420,6 +823,9 @@ def _summary(case: CaseRow) -> CaseSummary:
         decision=case.decision,  # type: ignore[arg-type]
         risk_score=case.risk_score,
         policy_version=case.policy_version,
-        status=case.status,
+        status=case.status,  # type: ignore[arg-type]
         created_at=utc(case.created_at),
+        assignee=case.assignee,
+        label=case.label,  # type: ignore[arg-type]
+        updated_at=utc(case.updated_at) if case.updated_at else None,
     )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fraudline.errors import ConfigError
 from fraudline.gazetteer import Gazetteer
-from fraudline.history import CustomerHistory, TransactionRow
+from fraudline.history import CustomerHistory, PastTransaction, TransactionRow
 from fraudline.ipinfo import IpFacts, IpLookup
 from fraudline.schemas import Evidence, Signal, Transaction
 
@@ -194,7 +194,7 @@ class IdentityVerifier:
         details: dict[str, Any],
     ) -> list[Signal]:
         first_seen: dict[str, datetime] = {}
-        for past in history.transactions:
+        for past in _trusted(history):
             if past.device_id and past.device_id not in first_seen:
                 first_seen[past.device_id] = past.occurred_at
         details["known_devices"] = len(first_seen)
@@ -276,7 +276,7 @@ class IdentityVerifier:
             return [Signal(code="ip_missing", text="The payment names no IP address")]
 
         signals: list[Signal] = []
-        known = {_normalised(past.ip_address) for past in history.transactions}
+        known = {_normalised(past.ip_address) for past in _trusted(history)}
         known.discard(None)
         seen_before = tx.ip_address in known
         details.update(
@@ -348,6 +348,12 @@ class IdentityVerifier:
     def _country(self, code: str) -> str:
         name = self._gazetteer.country_name(code)
         return f"{name} ({code})" if name else code
+
+
+def _trusted(history: CustomerHistory) -> list[PastTransaction]:
+    # A device or address seen only on payments that were reviewed or blocked has
+    # not earned trust: a fraudster's second try must not look familiar.
+    return [past for past in history.transactions if past.decision in (None, "approve")]
 
 
 def _account_age(tx: Transaction, history: CustomerHistory) -> dict[str, Any]:

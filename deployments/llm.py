@@ -32,6 +32,9 @@ class ModelSettings(BaseModel):
     deployment_config: dict[str, Any] = Field(default_factory=dict)
     placement_group_config: dict[str, Any] | None = None
     accelerator_type: str | None = None
+    accelerator_config: dict[str, Any] | None = Field(
+        default=None, description='{"kind": "cpu"} runs vLLM on the CPU; GPU when absent.'
+    )
     runtime_env: dict[str, Any] | None = None
 
 

@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fraudline.audit import ChainAppender, lock_chain, sha256_hex
 from fraudline.db import make_engine, make_sessions
-from fraudline.errors import NotFound
+from fraudline.errors import InvalidInput, NotFound
 from fraudline.records import (
     AuditEntryRow,
     CaseEventRow,
@@ -27,7 +27,15 @@ from fraudline.records import (
     utc,
     utc_now,
 )
-from fraudline.reports import build_report, media_type, render_html, render_pdf, report_json
+from fraudline.reports import (
+    build_report,
+    media_type,
+    render_html,
+    render_pdf,
+    render_summary_html,
+    report_json,
+    summarize_period,
+)
 from fraudline.schemas import DecisionResult
 
 logger = logging.getLogger(__name__)
@@ -179,6 +187,64 @@ class ReportGenerator:
         if format == "html":
             return row.report_html.encode("utf-8"), kind
         return render_pdf(json.loads(row.report_json)), kind
+
+    def period_summary(self, since: datetime, until: datetime, top: int = 10) -> dict[str, Any]:
+        """Figures of the decisions taken in [since, until) and the cases they opened.
+
+        Counts and rates by decision, the `top` most frequent reasons, percentiles
+        of decision latency (ms) and decisions per policy version.
+
+        Raises:
+            InvalidInput: A bound lacks a UTC offset, or since is not before until.
+        """
+        for name, moment in (("since", since), ("until", until)):
+            if moment.tzinfo is None:
+                raise InvalidInput(f"{name} {moment.isoformat()} needs a UTC offset, e.g. +00:00")
+        if since >= until:
+            raise InvalidInput(
+                f"since {since.isoformat()} is not before until {until.isoformat()}; swap them"
+            )
+        if not 1 <= top <= 100:
+            raise InvalidInput(f"top {top} is out of range; ask for 1-100 reasons")
+        start, end = utc(since), utc(until)
+        decided = (
+            select(
+                DecisionRow.decision,
+                DecisionRow.latency_ms,
+                DecisionRow.reason_codes,
+                DecisionRow.policy_version,
+            )
+            .where(DecisionRow.decided_at >= start, DecisionRow.decided_at < end)
+            .execution_options(yield_per=5000)
+        )
+        statuses = (
+            select(CaseRow.status, func.count())
+            .join(DecisionRow, DecisionRow.transaction_id == CaseRow.transaction_id)
+            .where(DecisionRow.decided_at >= start, DecisionRow.decided_at < end)
+            .group_by(CaseRow.status)
+        )
+        with self._sessions() as session:
+            rows = [tuple(row) for row in session.execute(decided)]
+            by_status = {status: count for status, count in session.execute(statuses)}
+        return summarize_period(
+            since=start,
+            until=end,
+            generated_at=self._clock(),
+            decisions=rows,  # type: ignore[arg-type]
+            case_statuses=dict(sorted(by_status.items())),
+            top=top,
+        )
+
+    def render_period_summary(
+        self, since: datetime, until: datetime, format: str = "json"
+    ) -> tuple[bytes, str]:
+        """The period summary as bytes in "json" or "html", with its media type."""
+        if format not in ("json", "html"):
+            raise InvalidInput(f"summary format {format!r} is not supported; use json or html")
+        summary = self.period_summary(since, until)
+        if format == "json":
+            return report_json(summary).encode("utf-8"), media_type("json")
+        return render_summary_html(summary).encode("utf-8"), media_type("html")
 
     def _row(self, report_id: str) -> ReportRow:
         with self._sessions() as session:

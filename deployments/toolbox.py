@@ -61,3 +61,8 @@ class LocalToolbox:
         if not case_ids:
             return []
         return await asyncio.to_thread(self.tools["report_generator"].generate_batch, case_ids)
+
+    async def stored_decision(self, transaction_id: str) -> DecisionResult | None:
+        return await asyncio.to_thread(
+            self.tools["fraud_logger"].latest_decision, transaction_id
+        )

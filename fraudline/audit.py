@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fraudline.records import (
     AuditChainHeadRow,
     AuditEntryRow,
+    CaseNoteRow,
     CaseRow,
     DecisionRow,
     ReportRow,
@@ -174,8 +175,8 @@ def verify_chain(sessions: sessionmaker, page_size: int = 2000) -> ChainReport:
 
     An entry fails when a number is missing, its `prev_hash` is not the previous
     entry's hash, its recomputed hash differs, or its columns differ from the
-    hashed content. Stored decisions, case evidence and reports fail when their
-    sha256 differs from the one their audit entry recorded.
+    hashed content. Stored decisions, case evidence, case notes and reports fail
+    when their sha256 differs from the one their audit entry recorded.
     """
     with sessions() as session:
         report = _walk_entries(session, page_size)
@@ -288,6 +289,17 @@ def _first_evidence_mismatch(session: Session, page_size: int) -> tuple[int, str
     for seq, content, report_id, report_json in _paged(session, reports, page_size):
         if json.loads(content).get("report_sha256") != sha256_hex(report_json):
             faults.append((seq, f"report {report_id} was altered"))
+            break
+
+    notes = select(
+        AuditEntryRow.seq,
+        AuditEntryRow.content,
+        CaseNoteRow.id,
+        CaseNoteRow.text,
+    ).join(CaseNoteRow, CaseNoteRow.audit_entry_id == AuditEntryRow.seq)
+    for seq, content, note_id, text in _paged(session, notes, page_size):
+        if json.loads(content).get("text_sha256") != sha256_hex(text):
+            faults.append((seq, f"note {note_id} was altered"))
             break
 
     return min(faults) if faults else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import (
@@ -28,6 +28,7 @@ class DecisionRow(Base):
     """Every logged decision, approvals included, so a retry gets the stored answer."""
 
     __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_decided", "decided_at"),)
 
     transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -40,6 +41,9 @@ class DecisionRow(Base):
     audit_entry_id: Mapped[int] = mapped_column(Integer)
     case_id: Mapped[str | None] = mapped_column(String(20))
     alert_id: Mapped[str | None] = mapped_column(String(20))
+    # Copied out of result_json so period summaries read two small columns.
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    reason_codes: Mapped[str] = mapped_column(Text, default="")
 
 
 class CaseRow(Base):
@@ -55,8 +59,12 @@ class CaseRow(Base):
     decision: Mapped[str] = mapped_column(String(10))
     risk_score: Mapped[float] = mapped_column(Float)
     policy_version: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    assignee: Mapped[str | None] = mapped_column(String(100))
+    # "fraud" or "legitimate" once an analyst has labelled the case.
+    label: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     transaction_json: Mapped[str] = mapped_column(Text)
     # The full DecisionResult as the agent returned it: the case's evidence.
     evidence_json: Mapped[str] = mapped_column(Text)
@@ -72,6 +80,28 @@ class CaseEventRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class CaseNoteRow(Base):
+    """A note an analyst added to a case; its text is also in its audit entry."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    author: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    audit_entry_id: Mapped[int] = mapped_column(Integer)
+
+
+class CaseTagRow(Base):
+    """One tag on one case."""
+
+    __tablename__ = "case_tags"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
 
 
 class AuditChainHeadRow(Base):
@@ -136,6 +166,21 @@ class ReportRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
+CaseStatus = Literal["open", "investigating", "confirmed_fraud", "false_positive", "closed"]
+Label = Literal["fraud", "legitimate"]
+
+# The case workflow: open -> investigating -> confirmed_fraud | false_positive -> closed.
+# A label may be corrected until the case is closed.
+CASE_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "open": ("investigating",),
+    "investigating": ("confirmed_fraud", "false_positive"),
+    "confirmed_fraud": ("false_positive", "closed"),
+    "false_positive": ("confirmed_fraud", "closed"),
+    "closed": (),
+}
+LABEL_STATUS: dict[str, str] = {"fraud": "confirmed_fraud", "legitimate": "false_positive"}
+
+
 class TimelineEvent(BaseModel):
     """One step of a case's timeline."""
 
@@ -153,8 +198,29 @@ class CaseSummary(BaseModel):
     decision: Decision
     risk_score: float
     policy_version: str
-    status: str
+    status: CaseStatus
     created_at: datetime
+    assignee: str | None = None
+    label: Label | None = None
+    updated_at: datetime | None = None
+
+
+class CasePage(BaseModel):
+    """One page of a filtered case list, newest first, with the total that matched."""
+
+    items: list[CaseSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class CaseNote(BaseModel):
+    """A note on a case."""
+
+    id: int
+    at: datetime
+    author: str
+    text: str
 
 
 class CaseRecord(CaseSummary):
@@ -163,9 +229,36 @@ class CaseRecord(CaseSummary):
     transaction: dict[str, Any] = Field(default_factory=dict)
     evidence: DecisionResult
     timeline: list[TimelineEvent] = Field(default_factory=list)
+    notes: list[CaseNote] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
     alert_id: str | None = None
     alert_state: str | None = None
     report_id: str | None = None
+
+
+class PolicyQuality(BaseModel):
+    """How often one policy version's flags were right, by analysts' labels.
+
+    Precision is None until at least one case of that decision is labelled.
+    """
+
+    policy_version: str
+    cases: int
+    labelled: int
+    blocks_labelled: int
+    blocks_fraud: int
+    block_precision: float | None
+    reviews_labelled: int
+    reviews_fraud: int
+    review_precision: float | None
+    false_positives: int
+    false_positive_rate: float | None
+
+
+class QualityReport(BaseModel):
+    """Label-based quality of every policy version that opened a case."""
+
+    policies: list[PolicyQuality]
 
 
 def ensure_schema(engine: Engine) -> None:

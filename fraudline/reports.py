@@ -319,3 +319,128 @@ def render_pdf(report: dict[str, Any]) -> bytes:
     )
     document.build(story)
     return buffer.getvalue()
+
+
+SUMMARY_PERCENTILES = (50, 90, 95, 99)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) of sorted values, interpolating between ranks."""
+    if not ordered:
+        raise InvalidInput("percentile of no values; pass at least one")
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize_period(
+    *,
+    since: datetime,
+    until: datetime,
+    generated_at: datetime,
+    decisions: Sequence[tuple[str, float | None, str, str]],
+    case_statuses: dict[str, int],
+    top: int = 10,
+) -> dict[str, Any]:
+    """A period's figures as a JSON-ready dict.
+
+    Args:
+        since: Start of the period, inclusive.
+        until: End of the period, exclusive.
+        generated_at: When the summary is made.
+        decisions: (decision, latency_ms or None, space-separated reason codes,
+            policy version) of each decision taken in the period.
+        case_statuses: How many of the period's cases are in each status.
+        top: How many reasons to list, most frequent first.
+    """
+    counts = {"approve": 0, "review": 0, "block": 0}
+    reasons: dict[str, int] = {}
+    policies: dict[str, int] = {}
+    latencies = []
+    for decision, latency_ms, codes, policy in decisions:
+        counts[decision] = counts.get(decision, 0) + 1
+        policies[policy] = policies.get(policy, 0) + 1
+        if latency_ms is not None:
+            latencies.append(latency_ms)
+        # A reason counts once per decision even when two tools raised it.
+        for code in set(codes.split()):
+            reasons[code] = reasons.get(code, 0) + 1
+    total = sum(counts.values())
+    latencies.sort()
+
+    def share(count: int) -> float | None:
+        return round(count / total, 4) if total else None
+
+    ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:top]
+    latency: dict[str, Any] = {"count": len(latencies)}
+    if latencies:
+        for q in SUMMARY_PERCENTILES:
+            latency[f"p{q}"] = round(percentile(latencies, q), 3)
+        latency["max"] = round(latencies[-1], 3)
+    return {
+        "since": utc(since).isoformat(),
+        "until": utc(until).isoformat(),
+        "generated_at": utc(generated_at).isoformat(),
+        "decisions": {"total": total, **counts},
+        "rates": {
+            "approve": share(counts["approve"]),
+            "review": share(counts["review"]),
+            "block": share(counts["block"]),
+            "flagged": share(counts["review"] + counts["block"]),
+        },
+        "cases": {"opened": sum(case_statuses.values()), "by_status": dict(case_statuses)},
+        "top_reasons": [
+            {"code": code, "count": count, "share": share(count)} for code, count in ranked
+        ],
+        "latency_ms": latency,
+        "policy_versions": dict(sorted(policies.items())),
+    }
+
+
+def render_summary_html(summary: dict[str, Any]) -> str:
+    """A period summary as a self-contained HTML page."""
+    e = html.escape
+    title = f"Fraudline summary {summary['since']} to {summary['until']}"
+    decisions, rates = summary["decisions"], summary["rates"]
+    rows = [
+        [kind, _text(decisions[kind]), _percent(rates[kind])]
+        for kind in ("approve", "review", "block")
+    ]
+    rows.append(["total", _text(decisions["total"]), _percent(rates["flagged"]) + " flagged"])
+    latency = summary["latency_ms"]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse;margin-bottom:1em}"
+        "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}</style>",
+        "</head><body>",
+        f"<h1>{e(title)}</h1>",
+        f"<p>Generated {e(summary['generated_at'])}.</p>",
+        "<h2>Decisions</h2>",
+        _html_table(["Decision", "Count", "Rate"], rows),
+        "<h2>Cases opened</h2>",
+        _html_pairs(
+            [("opened", _text(summary["cases"]["opened"]))]
+            + [(status, _text(n)) for status, n in summary["cases"]["by_status"].items()]
+        ),
+        "<h2>Top reasons</h2>",
+        _html_table(
+            ["Reason", "Decisions", "Share"],
+            [
+                [reason["code"], _text(reason["count"]), _percent(reason["share"])]
+                for reason in summary["top_reasons"]
+            ],
+        ),
+        "<h2>Decision latency (ms)</h2>",
+        _html_pairs([(key, _text(value)) for key, value in latency.items()]),
+        "<h2>Policy versions</h2>",
+        _html_pairs([(v, _text(n)) for v, n in summary["policy_versions"].items()]),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f}%"

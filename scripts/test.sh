@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 export VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=1 RAY_USAGE_STATS_ENABLED=0
+# Ray otherwise swaps 127.0.0.1 for the machine's reachable address.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 .venv/bin/python -m fraudline.tinymodel var/models/tiny
 exec .venv/bin/python -m pytest "$@"

@@ -69,6 +69,9 @@ class HandleToolbox:
             return []
         return await self._handles["report_generator"].generate_batch.remote(case_ids)
 
+    async def stored_decision(self, transaction_id: str) -> DecisionResult | None:
+        return await self._handles["fraud_logger"].latest_decision.remote(transaction_id)
+
 
 class HandleRecords:
     """Read access to cases, reports and the audit chain for the HTTP API."""

@@ -28,6 +28,8 @@ def llm_config(settings: ModelSettings) -> Any:
     }
     if settings.accelerator_type:
         options["accelerator_type"] = settings.accelerator_type
+    if settings.accelerator_config:
+        options["accelerator_config"] = settings.accelerator_config
     if settings.placement_group_config:
         options["placement_group_config"] = settings.placement_group_config
     if settings.runtime_env:

@@ -61,6 +61,9 @@ class FakeToolbox:
         self.calls.append(("report_generator", len(case_ids)))
         return [f"RPT-{case_id}" for case_id in case_ids]
 
+    async def stored_decision(self, transaction_id: str) -> Any:
+        return None
+
 
 class FakeModel:
     model_id = "fake"

@@ -128,11 +128,11 @@ def _alerts(database_url: str, port: int, clock: Clock, **knobs: Any) -> EmailAl
 
 
 def test_one_block_sends_exactly_one_email_with_the_transaction_id(
-    tmp_db_url: str, smtp: tuple[int, Inbox]
+    db_url: str, smtp: tuple[int, Inbox]
 ) -> None:
     port, inbox = smtp
-    (alert_id,) = _log_blocks(tmp_db_url, "TX-BLOCK-7")
-    alerts = _alerts(tmp_db_url, port, Clock())
+    (alert_id,) = _log_blocks(db_url, "TX-BLOCK-7")
+    alerts = _alerts(db_url, port, Clock())
 
     actions = alerts.deliver_batch([alert_id])
 
@@ -153,11 +153,11 @@ def test_one_block_sends_exactly_one_email_with_the_transaction_id(
     assert len(inbox.received) == 1
 
 
-def test_smtp_down_then_up_delivers_each_alert_once_after_retry(tmp_db_url: str) -> None:
+def test_smtp_down_then_up_delivers_each_alert_once_after_retry(db_url: str) -> None:
     port = _free_port()
     clock = Clock()
-    alert_ids = _log_blocks(tmp_db_url, "TX-A", "TX-B")
-    alerts = _alerts(tmp_db_url, port, clock, backoff_base_s=60)
+    alert_ids = _log_blocks(db_url, "TX-A", "TX-B")
+    alerts = _alerts(db_url, port, clock, backoff_base_s=60)
 
     # Nothing listens on the port yet: both attempts fail and wait 60 s.
     assert alerts.deliver_pending() == DeliveryReport(sent=0, failed=2, pending=2)
@@ -179,11 +179,11 @@ def test_smtp_down_then_up_delivers_each_alert_once_after_retry(tmp_db_url: str)
 
 
 def test_two_replicas_delivering_at_once_send_each_alert_once(
-    tmp_db_url: str, smtp: tuple[int, Inbox]
+    db_url: str, smtp: tuple[int, Inbox]
 ) -> None:
     port, inbox = smtp
-    alert_ids = _log_blocks(tmp_db_url, *[f"TX-{n}" for n in range(12)])
-    replicas = [_alerts(tmp_db_url, port, Clock()) for _ in range(2)]
+    alert_ids = _log_blocks(db_url, *[f"TX-{n}" for n in range(12)])
+    replicas = [_alerts(db_url, port, Clock()) for _ in range(2)]
     barrier = threading.Barrier(len(replicas))
     reports: list[DeliveryReport] = []
 
@@ -203,9 +203,9 @@ def test_two_replicas_delivering_at_once_send_each_alert_once(
     assert sorted(inbox.alert_ids()) == sorted(alert_ids)
 
 
-def test_without_smtp_alerts_wait_queued_in_the_outbox(tmp_db_url: str) -> None:
-    (alert_id,) = _log_blocks(tmp_db_url, "TX-QUEUED")
-    alerts = EmailAlerts(tmp_db_url, recipients=RECIPIENTS)
+def test_without_smtp_alerts_wait_queued_in_the_outbox(db_url: str) -> None:
+    (alert_id,) = _log_blocks(db_url, "TX-QUEUED")
+    alerts = EmailAlerts(db_url, recipients=RECIPIENTS)
 
     (action,) = alerts.deliver_batch([alert_id])
 
@@ -215,10 +215,10 @@ def test_without_smtp_alerts_wait_queued_in_the_outbox(tmp_db_url: str) -> None:
     assert alerts.configured is False
 
 
-def test_alert_gives_up_after_max_attempts_and_reports_failed(tmp_db_url: str) -> None:
+def test_alert_gives_up_after_max_attempts_and_reports_failed(db_url: str) -> None:
     clock = Clock()
-    (alert_id,) = _log_blocks(tmp_db_url, "TX-DEAD")
-    alerts = _alerts(tmp_db_url, _free_port(), clock, max_attempts=2, backoff_base_s=1)
+    (alert_id,) = _log_blocks(db_url, "TX-DEAD")
+    alerts = _alerts(db_url, _free_port(), clock, max_attempts=2, backoff_base_s=1)
 
     assert alerts.deliver_pending().failed == 1
     clock.now += timedelta(seconds=1)
@@ -232,9 +232,9 @@ def test_alert_gives_up_after_max_attempts_and_reports_failed(tmp_db_url: str) -
     assert alerts.requeue_failed() == 1
 
 
-def test_unknown_alert_id_is_reported_failed(tmp_db_url: str, smtp: tuple[int, Inbox]) -> None:
+def test_unknown_alert_id_is_reported_failed(db_url: str, smtp: tuple[int, Inbox]) -> None:
     port, inbox = smtp
-    alerts = _alerts(tmp_db_url, port, Clock())
+    alerts = _alerts(db_url, port, Clock())
 
     (action,) = alerts.deliver_batch(["ALR-000000000000"])
 
@@ -242,20 +242,20 @@ def test_unknown_alert_id_is_reported_failed(tmp_db_url: str, smtp: tuple[int, I
     assert inbox.received == []
 
 
-def test_smtp_host_without_recipients_is_a_config_error(tmp_db_url: str) -> None:
+def test_smtp_host_without_recipients_is_a_config_error(db_url: str) -> None:
     with pytest.raises(ConfigError, match="recipients is empty"):
-        EmailAlerts(tmp_db_url, smtp_host="127.0.0.1")
+        EmailAlerts(db_url, smtp_host="127.0.0.1")
 
 
-def test_recipient_that_is_not_an_address_is_a_config_error(tmp_db_url: str) -> None:
+def test_recipient_that_is_not_an_address_is_a_config_error(db_url: str) -> None:
     with pytest.raises(ConfigError, match="not an email address"):
-        EmailAlerts(tmp_db_url, smtp_host="127.0.0.1", recipients=["ops team"])
+        EmailAlerts(db_url, smtp_host="127.0.0.1", recipients=["ops team"])
 
 
-def test_run_forever_delivers_and_stops_when_told(tmp_db_url: str, smtp: tuple[int, Inbox]) -> None:
+def test_run_forever_delivers_and_stops_when_told(db_url: str, smtp: tuple[int, Inbox]) -> None:
     port, inbox = smtp
-    (alert_id,) = _log_blocks(tmp_db_url, "TX-LOOP")
-    alerts = _alerts(tmp_db_url, port, Clock())
+    (alert_id,) = _log_blocks(db_url, "TX-LOOP")
+    alerts = _alerts(db_url, port, Clock())
     stop = threading.Event()
     original = alerts.deliver_pending
 

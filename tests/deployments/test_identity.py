@@ -356,3 +356,30 @@ def test_demo_scenarios_score_their_identity_points(
     (evidence,) = verifier.evaluate_batch([Transaction(**SCENARIOS[scenario], timestamp=NOW)])
 
     assert evidence.points == points
+
+
+def test_device_seen_only_on_a_blocked_payment_is_still_unknown(tmp_db_url: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from deployments.identity import IdentityVerifier
+    from fraudline.db import create_schema, make_engine, make_sessions
+    from fraudline.demo import demo_history
+    from fraudline.history import HistoryStore
+    from fraudline.schemas import Transaction
+
+    now = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+    engine = make_engine(tmp_db_url)
+    create_schema(engine)
+    store = HistoryStore(make_sessions(engine))
+    blocked = dict(demo_history(now)[-1], transaction_id="T-BLOCKED", device_id="dev-evil",
+                   occurred_at=now - timedelta(hours=1), decision="block")
+    store.record([*demo_history(now), blocked])
+    tx = Transaction(
+        transaction_id="T-NEXT", customer_id="C-12345", amount=300.0, merchant="Shop",
+        merchant_category="E-commerce", location="New York, NY", device_id="dev-evil",
+        timestamp=now,
+    )
+
+    [evidence] = IdentityVerifier(tmp_db_url).evaluate_batch([tx])
+
+    assert "unknown_device" in {signal.code for signal in evidence.signals}

@@ -74,16 +74,16 @@ def _pair(transaction_id: str, decision: str = "block") -> tuple[Transaction, De
 
 
 @pytest.fixture
-def case_ids(tmp_db_url: str) -> list[str]:
-    logged = FraudLogger(tmp_db_url, clock=lambda: NOW).log_batch(
+def case_ids(db_url: str) -> list[str]:
+    logged = FraudLogger(db_url, clock=lambda: NOW).log_batch(
         [_pair("TX-R1"), _pair("TX-R2", "review")]
     )
     return [outcome.case_id for outcome in logged if outcome.case_id]
 
 
 @pytest.fixture
-def generator(tmp_db_url: str, case_ids: list[str]) -> ReportGenerator:
-    return ReportGenerator(tmp_db_url, clock=lambda: NOW)
+def generator(db_url: str, case_ids: list[str]) -> ReportGenerator:
+    return ReportGenerator(db_url, clock=lambda: NOW)
 
 
 def test_report_is_built_from_the_stored_case(
@@ -112,9 +112,9 @@ def test_report_is_built_from_the_stored_case(
 
 
 def test_report_records_the_audit_head_it_was_written_after(
-    generator: ReportGenerator, case_ids: list[str], tmp_db_url: str
+    generator: ReportGenerator, case_ids: list[str], db_url: str
 ) -> None:
-    head_before = FraudLogger(tmp_db_url, create_tables=False).verify_chain().head_hash
+    head_before = FraudLogger(db_url, create_tables=False).verify_chain().head_hash
 
     first, second = generator.generate_batch(case_ids)
 
@@ -123,19 +123,19 @@ def test_report_records_the_audit_head_it_was_written_after(
     assert (audit["decision_entry_id"], audit["evidence_matches_audit"]) == (1, True)
     # The first report's own audit entry (3) precedes the second report.
     assert generator.get(second)["audit"]["head_entry_id"] == 3
-    chain = FraudLogger(tmp_db_url, create_tables=False).verify_chain()
+    chain = FraudLogger(db_url, create_tables=False).verify_chain()
     assert (chain.ok, chain.entries_checked) == (True, 4)
 
 
 def test_second_request_returns_the_same_report_id(
-    generator: ReportGenerator, case_ids: list[str], tmp_db_url: str
+    generator: ReportGenerator, case_ids: list[str], db_url: str
 ) -> None:
     first = generator.generate_batch(case_ids)
 
     again = generator.generate_batch(list(reversed(case_ids)))
 
     assert again == list(reversed(first))
-    case = FraudLogger(tmp_db_url, create_tables=False).get_case(case_ids[0])
+    case = FraudLogger(db_url, create_tables=False).get_case(case_ids[0])
     assert case.report_id == first[0]
     assert [event.kind for event in case.timeline][-1] == "report_written"
 
@@ -170,7 +170,7 @@ def test_json_and_html_renderings_come_from_the_stored_report(
 
 
 def test_unknown_case_writes_no_report(
-    generator: ReportGenerator, case_ids: list[str], tmp_db_url: str
+    generator: ReportGenerator, case_ids: list[str], db_url: str
 ) -> None:
     with pytest.raises(NotFound, match="CASE-FFFFFFFFFFFF"):
         generator.generate_batch([case_ids[0], "CASE-FFFFFFFFFFFF"])
@@ -190,10 +190,10 @@ def test_unknown_report_and_format_are_rejected(
 
 
 def test_altered_stored_report_fails_chain_verification(
-    generator: ReportGenerator, case_ids: list[str], tmp_db_url: str
+    generator: ReportGenerator, case_ids: list[str], db_url: str
 ) -> None:
     (report_id,) = generator.generate_batch(case_ids[:1])
-    sessions = make_sessions(make_engine(tmp_db_url))
+    sessions = make_sessions(make_engine(db_url))
     with sessions.begin() as session:
         session.execute(
             update(ReportRow)
@@ -201,16 +201,16 @@ def test_altered_stored_report_fails_chain_verification(
             .values(report_json=func.replace(ReportRow.report_json, "block", "approve"))
         )
 
-    chain = FraudLogger(tmp_db_url, create_tables=False).verify_chain()
+    chain = FraudLogger(db_url, create_tables=False).verify_chain()
 
     assert (chain.ok, chain.first_bad_id) == (False, 3)
     assert report_id in chain.reason
 
 
 def test_report_flags_evidence_edited_before_it_was_written(
-    generator: ReportGenerator, case_ids: list[str], tmp_db_url: str
+    generator: ReportGenerator, case_ids: list[str], db_url: str
 ) -> None:
-    sessions = make_sessions(make_engine(tmp_db_url))
+    sessions = make_sessions(make_engine(db_url))
     with sessions.begin() as session:
         session.execute(
             update(CaseRow)

@@ -25,8 +25,8 @@ AT = datetime(2026, 1, 31, 14, 5, tzinfo=UTC)
 
 
 @pytest.fixture
-def sessions(tmp_db_url: str) -> sessionmaker:
-    engine = make_engine(tmp_db_url)
+def sessions(db_url: str) -> sessionmaker:
+    engine = make_engine(db_url)
     create_schema(engine)
     return make_sessions(engine)
 
@@ -161,14 +161,14 @@ def test_verification_pages_through_long_chains(sessions: sessionmaker) -> None:
 
 
 def test_parallel_writers_with_their_own_connections_keep_one_unbroken_chain(
-    tmp_db_url: str, sessions: sessionmaker
+    db_url: str, sessions: sessionmaker
 ) -> None:
     writers, appends = 6, 10
     barrier = threading.Barrier(writers)
     errors: list[BaseException] = []
 
     def write() -> None:
-        own = make_sessions(make_engine(tmp_db_url))
+        own = make_sessions(make_engine(db_url))
         barrier.wait(timeout=10)
         try:
             for _ in range(appends):
@@ -188,24 +188,24 @@ def test_parallel_writers_with_their_own_connections_keep_one_unbroken_chain(
 
 
 def test_cli_exits_0_on_an_intact_chain(
-    tmp_db_url: str, sessions: sessionmaker, capsys: pytest.CaptureFixture[str]
+    db_url: str, sessions: sessionmaker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(sessions, 2)
 
-    code = audit_cli.main(["verify", "--database-url", tmp_db_url])
+    code = audit_cli.main(["verify", "--database-url", db_url])
 
     assert code == 0
     assert capsys.readouterr().out.startswith("OK: 2 entries verified")
 
 
 def test_cli_exits_1_and_names_the_first_bad_entry(
-    tmp_db_url: str, sessions: sessionmaker, capsys: pytest.CaptureFixture[str]
+    db_url: str, sessions: sessionmaker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(sessions, 3)
     with sessions.begin() as session:
         session.execute(delete(AuditEntryRow).where(AuditEntryRow.seq == 2))
 
-    code = audit_cli.main(["verify", "--database-url", tmp_db_url, "--json"])
+    code = audit_cli.main(["verify", "--database-url", db_url, "--json"])
 
     assert code == 1
     result = json.loads(capsys.readouterr().out)

@@ -32,8 +32,8 @@ class Clock:
 
 
 @pytest.fixture
-def sessions(tmp_db_url: str) -> sessionmaker:
-    engine = make_engine(tmp_db_url)
+def sessions(db_url: str) -> sessionmaker:
+    engine = make_engine(db_url)
     create_schema(engine)
     return make_sessions(engine)
 

@@ -52,6 +52,7 @@ def tiny_llm_args(model_dir: Path) -> dict:
     return {
         "model_id": "fraudline-tiny",
         "model_source": str(model_dir),
+        "accelerator_config": {"kind": "cpu"},
         "engine_kwargs": {
             "dtype": "float32",
             "max_model_len": 1024,
@@ -82,6 +83,8 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
     from serve_app.app import build_app
 
     os.environ["VLLM_HOST_IP"] = "127.0.0.1"
+    # Without this Ray swaps 127.0.0.1 for the machine's reachable address.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     model_dir = build_tiny_model(TINY_MODEL_DIR)
     database_url = f"sqlite:///{tmp_path_factory.mktemp('app')}/fraudline.db"
     inbox = Inbox()

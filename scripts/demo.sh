@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets everything up and runs Fraudline on this machine, on 127.0.0.1 only:
+# a local Ray cluster, `serve run configs/local.yaml` with SmolLM2-135M on the
+# CPU, the three demo scenarios over HTTP, and a replay of 2,000 labelled
+# transactions. The app keeps serving at http://127.0.0.1:8000 afterwards;
+# `scripts/demo.sh stop` stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=1 RAY_USAGE_STATS_ENABLED=0
+# Ray otherwise swaps 127.0.0.1 for the machine's reachable address.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+URL=http://127.0.0.1:8000
+LOG=var/serve.log
+
+if [ "${1:-}" = "stop" ]; then
+  .venv/bin/ray stop --force
+  exit 0
+fi
+
+bash scripts/setup.sh
+mkdir -p var
+.venv/bin/python -m fraudline.demo_model var/models/smollm2-135m-instruct
+
+# ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
+.venv/bin/ray stop --force >/dev/null 2>&1 || true
+.venv/bin/ray start --head --node-ip-address=127.0.0.1 --num-cpus=8 \
+  --include-dashboard=false --metrics-export-port=8080 --disable-usage-stats
+.venv/bin/serve run --non-blocking --address=auto configs/local.yaml >"$LOG" 2>&1
+
+echo "waiting for $URL/healthz (the model takes a minute or two to load) ..."
+for _ in $(seq 1 300); do
+  if curl -fsS "$URL/healthz" >/dev/null 2>&1; then break; fi
+  sleep 2
+done
+curl -fsS "$URL/healthz" && echo
+
+.venv/bin/python -m fraudline.scenarios --url "$URL"
+.venv/bin/python -m fraudline.replay --url "$URL" --limit 2000 --json var/replay.json
+
+echo "Fraudline is serving at $URL (API docs at $URL/docs). Stop it with: scripts/demo.sh stop"
