@@ -1,7 +1,9 @@
 """Cases with their audit entries written per second by FraudLogger, batched and single.
 
 Run: .venv/bin/python benchmarks/records_write.py [--cases 2000] [--database-url URL]
-Without a URL it writes to a fresh SQLite file in a temporary folder.
+Without a URL it writes to a fresh SQLite file in a temporary folder. With a URL
+(e.g. the PostgreSQL one `scripts/postgres.sh` prints) it adds to that database:
+transaction ids carry a per-run prefix, so runs never replay each other's.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import argparse
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from deployments.fraud_logger import FraudLogger  # noqa: E402
 from fraudline.schemas import (  # noqa: E402
@@ -78,13 +83,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = args.database_url or f"sqlite:///{folder}/bench.db"
         logger = FraudLogger(url)
-        logger.log_batch([_pair(0, "warm")])
-        batched = _rate(logger, args.cases, 100, "batch")
-        single = _rate(logger, max(args.cases // 4, 1), 1, "single")
+        run = uuid.uuid4().hex[:8]
+        logger.log_batch([_pair(0, f"{run}-warm")])
+        batched = _rate(logger, args.cases, 100, f"{run}-batch")
+        single = _rate(logger, max(args.cases // 4, 1), 1, f"{run}-single")
         started = time.perf_counter()
         report = logger.verify_chain()
         verify_s = time.perf_counter() - started
-        print(f"database: {url.split('://')[0]}")
+        print(f"database: {make_url(url).get_backend_name()}")
         print(f"batch of 100: {batched:,.0f} cases/s (case + audit entry + history + alert)")
         print(f"single:       {single:,.0f} cases/s")
         checked = report.entries_checked

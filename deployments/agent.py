@@ -69,6 +69,14 @@ class Explainer(Protocol):
     ) -> str | None: ...
 
 
+class Observer(Protocol):
+    """Receives what the agent did, for metrics."""
+
+    def record_decisions(self, results: list[DecisionResult]) -> None: ...
+
+    def tool_failed(self, tool: str, kind: str) -> None: ...
+
+
 class AgentConfig(BaseModel):
     """How the agent weighs evidence and when it asks the model."""
 
@@ -88,17 +96,29 @@ class Agent:
         config: Policy thresholds, explain mode and timeouts.
         tools: The six tools behind one batch interface.
         explainer: The reasoning model, or None to decide without it.
+        observer: Told of every decision and tool failure (metrics), if given.
     """
 
     def __init__(
-        self, config: AgentConfig, tools: Toolbox, explainer: Explainer | None = None
+        self,
+        config: AgentConfig,
+        tools: Toolbox,
+        explainer: Explainer | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._config = config
         self._tools = tools
         self._explainer = explainer
+        self._observer = observer
 
-    async def decide_batch(self, transactions: Sequence[Transaction]) -> list[DecisionResult]:
-        """Decides each transaction and acts on it; one result per input, in order."""
+    async def decide_batch(
+        self, transactions: Sequence[Transaction], explain: bool = True
+    ) -> list[DecisionResult]:
+        """Decides each transaction and acts on it; one result per input, in order.
+
+        With `explain` False the model is left out whatever the explain mode: bulk
+        scoring keeps to the fast path.
+        """
         batch = [_with_timestamp(tx) for tx in transactions]
         if not batch:
             return []
@@ -112,7 +132,7 @@ class Agent:
         policy_ms = _ms_since(policy_started)
 
         explained = await asyncio.gather(
-            *(self._explain(tx, outcome, found) for tx, outcome, found in
+            *(self._explain(tx, outcome, found, explain) for tx, outcome, found in
               zip(batch, outcomes, evidence))
         )
 
@@ -145,6 +165,8 @@ class Agent:
         for result in results:
             result.latency_ms["actions"] = actions_ms
             result.latency_ms["total"] = total_ms
+        if self._observer is not None:
+            self._observer.record_decisions(results)
         return results
 
     async def _gather_evidence(self, batch: list[Transaction]) -> list[dict[str, Evidence]]:
@@ -166,17 +188,23 @@ class Agent:
             return found
         except TimeoutError:
             logger.warning("tool %s timed out on a batch of %d", tool, len(batch))
-            error = f"no answer within {self._config.tool_timeout_s:g} s"
+            error, kind = f"no answer within {self._config.tool_timeout_s:g} s", "timeout"
         except Exception as exc:  # a failing tool must not fail the decision
             logger.exception("tool %s failed on a batch of %d", tool, len(batch))
-            error = type(exc).__name__
+            error, kind = type(exc).__name__, "error"
+        if self._observer is not None:
+            self._observer.tool_failed(tool, kind)
         return [Evidence.unavailable(tool, error) for _ in batch]
 
     async def _explain(
-        self, tx: Transaction, outcome: PolicyOutcome, evidence: dict[str, Evidence]
+        self,
+        tx: Transaction,
+        outcome: PolicyOutcome,
+        evidence: dict[str, Evidence],
+        allowed: bool,
     ) -> tuple[PolicyOutcome, Explanation, float]:
         policy_text = _policy_explanation(outcome)
-        wanted = should_explain(
+        wanted = allowed and should_explain(
             self._config.explain_mode, in_grey_zone(outcome.risk_score, self._config.policy)
         )
         if not wanted or self._explainer is None:

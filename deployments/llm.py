@@ -82,21 +82,23 @@ def assessment_messages(
     outcome: PolicyOutcome,
     evidence: dict[str, Evidence],
 ) -> list[dict[str, str]]:
-    """Chat messages asking for an `Assessment` of one decided transaction."""
+    """Chat messages asking for an `Assessment` of one decided transaction.
+
+    The facts are kept short (the reasons carry the values) because prompt length
+    is most of a small model's latency on the CPU.
+    """
     facts = {
-        "transaction": transaction.model_dump(mode="json", exclude_none=True),
+        "transaction": transaction.model_dump(
+            mode="json",
+            include={"amount", "currency", "merchant", "merchant_category", "location",
+                     "card_present"},
+        ),
         "policy_decision": outcome.decision,
         "risk_score": outcome.risk_score,
         "reasons": [reason.text for reason in outcome.reasons],
-        "evidence": {
-            name: {
-                "status": found.status,
-                "signals": [
-                    {"code": s.code, "value": s.value, "unit": s.unit} for s in found.signals
-                ],
-            }
-            for name, found in evidence.items()
-        },
+        "unavailable_evidence": sorted(
+            name for name, found in evidence.items() if found.status != "ok"
+        ),
     }
     data = json.dumps(facts, ensure_ascii=True, sort_keys=True)
     return [

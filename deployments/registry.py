@@ -6,7 +6,7 @@ import copy
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,16 +26,14 @@ TRANSACTION_FIELD_HELP: dict[str, str] = {
     ),
     "merchant": "Merchant name as it appears on the statement, e.g. Amazon.com.",
     "merchant_category": (
-        "Merchant category in words, e.g. E-commerce, Electronics, Travel, "
-        "Grocery, Cryptocurrency."
+        "Merchant category in words, e.g. E-commerce, Electronics, Travel, Grocery, Cryptocurrency."
     ),
     "location": (
         'Where the payment happens: "City, ST" for the US, "City, Country", '
         'or "lat,lon" in decimal degrees.'
     ),
     "card_present": (
-        "True when the physical card was read at a terminal; false for online "
-        "and phone payments."
+        "True when the physical card was read at a terminal; false for online and phone payments."
     ),
     "device_id": "Id of the device the payment came from, e.g. dev-abc123; null if unknown.",
     "ip_address": "IPv4 or IPv6 address the payment came from; null if unknown.",
@@ -65,14 +63,12 @@ def _describe_transaction_fields(schema: dict[str, Any]) -> None:
 class TransactionArguments(Transaction):
     """One payment, as an evidence tool takes it; the fields of `Transaction`."""
 
-    model_config = ConfigDict(
-        title="Transaction", json_schema_extra=_describe_transaction_fields
-    )
+    model_config = ConfigDict(title="Transaction", json_schema_extra=_describe_transaction_fields)
 
     def to_transaction(self, now: datetime | None = None) -> Transaction:
         """The plain `Transaction`, its time filled in with `now` when absent."""
         fields = self.model_dump()
-        fields["timestamp"] = fields["timestamp"] or now or datetime.now(timezone.utc)
+        fields["timestamp"] = fields["timestamp"] or now or datetime.now(UTC)
         return Transaction.model_validate(fields)
 
 
@@ -282,9 +278,7 @@ _POINTS_NOTE = (
 )
 
 
-def _evidence_spec(
-    name: str, deployment: str, title: str, summary: str
-) -> ToolSpec:
+def _evidence_spec(name: str, deployment: str, title: str, summary: str) -> ToolSpec:
     return ToolSpec(
         name=name,
         server=name,
@@ -416,9 +410,7 @@ def _build_specs() -> tuple[ToolSpec, ...]:
             input_model=NoArguments,
             output_model=AuditChainReport,
             method_args=lambda _params: (),
-            shape=lambda raw, _params: AuditChainReport.model_validate(
-                raw, from_attributes=True
-            ),
+            shape=lambda raw, _params: AuditChainReport.model_validate(raw, from_attributes=True),
         ),
         ToolSpec(
             name="report_generator_get_report",

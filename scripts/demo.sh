@@ -2,7 +2,8 @@
 # Sets everything up and runs Fraudline on this machine, on 127.0.0.1 only:
 # a local Ray cluster, `serve run configs/local.yaml` with SmolLM2-135M on the
 # CPU, the three demo scenarios over HTTP, and a replay of 2,000 labelled
-# transactions. The app keeps serving at http://127.0.0.1:8000 afterwards;
+# transactions. Alerts go to a local SMTP server that files them in var/mail/.
+# The app keeps serving at http://127.0.0.1:8000 afterwards;
 # `scripts/demo.sh stop` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +14,30 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 URL=http://127.0.0.1:8000
 LOG=var/serve.log
 
+stop_smtp() {
+  if [ -f var/smtp.pid ]; then
+    kill "$(cat var/smtp.pid)" 2>/dev/null || true
+    rm -f var/smtp.pid
+  fi
+}
+
 if [ "${1:-}" = "stop" ]; then
   .venv/bin/ray stop --force
+  stop_smtp
   exit 0
 fi
 
 bash scripts/setup.sh
 mkdir -p var
 .venv/bin/python -m fraudline.demo_model var/models/smollm2-135m-instruct
+
+# A real SMTP server on loopback for the demo's alerts (Maildir in var/mail).
+stop_smtp
+mkdir -p var/mail
+.venv/bin/python -m aiosmtpd -n -l 127.0.0.1:8025 -c aiosmtpd.handlers.Mailbox var/mail \
+  >var/smtp.log 2>&1 &
+echo $! >var/smtp.pid
+export FRAUDLINE_SMTP_HOST=127.0.0.1 FRAUDLINE_SMTP_PORT=8025
 
 # ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
 .venv/bin/ray stop --force >/dev/null 2>&1 || true
@@ -38,4 +55,5 @@ curl -fsS "$URL/healthz" && echo
 .venv/bin/python -m fraudline.scenarios --url "$URL"
 .venv/bin/python -m fraudline.replay --url "$URL" --limit 2000 --json var/replay.json
 
+echo "Alerts received: $(find var/mail/new -type f 2>/dev/null | wc -l) (in var/mail/new)"
 echo "Fraudline is serving at $URL (API docs at $URL/docs). Stop it with: scripts/demo.sh stop"

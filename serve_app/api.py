@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
@@ -42,11 +42,15 @@ class BatchResponse(BaseModel):
 
 class BatchRequest(BaseModel):
     transactions: list[dict[str, Any]] = Field(max_length=MAX_BATCH_ITEMS)
+    explain: bool = Field(
+        default=False,
+        description="Also ask the model about grey-zone items (slow); off for bulk scoring.",
+    )
 
 
 def create_api(
     decide: Callable[[Transaction], Awaitable[DecisionResult]],
-    decide_many: Callable[[list[Transaction]], Awaitable[list[DecisionResult]]],
+    decide_many: Callable[[list[Transaction], bool], Awaitable[list[DecisionResult]]],
     records: Records,
     health: Callable[[], dict[str, Any]],
 ) -> FastAPI:
@@ -101,7 +105,7 @@ def create_api(
                         for e in error.errors(include_url=False, include_input=False)
                     ],
                 )
-        decided = await decide_many([tx for _, tx in valid]) if valid else []
+        decided = await decide_many([tx for _, tx in valid], body.explain) if valid else []
         for (index, _), result in zip(valid, decided):
             results[index] = result
         return BatchResponse(
@@ -130,6 +134,3 @@ def create_api(
 
     return api
 
-
-def raise_unavailable(message: str) -> None:
-    raise HTTPException(status_code=503, detail=message, headers={"Retry-After": "1"})

@@ -185,9 +185,7 @@ def _session_manager(
 ) -> StreamableHTTPSessionManager:
     # Stateless with JSON answers: no session lives on one replica, so any
     # ingress replica can answer any request.
-    server.streamable_http_app(
-        json_response=True, stateless_http=True, transport_security=security
-    )
+    server.streamable_http_app(json_response=True, stateless_http=True, transport_security=security)
     return server.session_manager
 
 
@@ -204,9 +202,7 @@ def _server(name: str, specs: list[ToolSpec], caller: ToolCaller) -> MCPServer[A
 def _tool(spec: ToolSpec, caller: ToolCaller) -> Tool:
     # The arguments are validated by the tool's own input model (validators,
     # extra fields forbidden), so a bad one comes back as a tool error naming it.
-    arguments = create_model(
-        f"{spec.name}_arguments", __base__=(spec.input_model, ArgModelBase)
-    )
+    arguments = create_model(f"{spec.name}_arguments", __base__=(spec.input_model, ArgModelBase))
 
     async def run(**fields: Any) -> BaseModel:
         params = spec.input_model.model_validate(fields)

@@ -30,7 +30,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
     base = os.environ.get(POSTGRES_ENV)
     if not base:
-        pytest.skip(f"{POSTGRES_ENV} is unset; eval \"$(bash scripts/postgres.sh)\" sets it")
+        pytest.skip(f'{POSTGRES_ENV} is unset; eval "$(bash scripts/postgres.sh)" sets it')
     schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, poolclass=NullPool)
     with admin.begin() as connection:

@@ -94,9 +94,7 @@ def _audit_kinds(sessions: sessionmaker, case_id: str) -> list[str]:
         )
 
 
-def test_list_filters_by_status_decision_score_and_time(
-    logger_: FraudLogger, clock: Clock
-) -> None:
+def test_list_filters_by_status_decision_score_and_time(logger_: FraudLogger, clock: Clock) -> None:
     _, _, third, _ = _log(
         logger_,
         clock,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pypdf import PdfReader
@@ -223,3 +223,83 @@ def test_report_flags_evidence_edited_before_it_was_written(
     report = generator.get(report_id)
     assert report["decision"]["risk_score"] == 15.0
     assert report["audit"]["evidence_matches_audit"] is False
+
+
+def _timed(
+    transaction_id: str, decision: str, minutes: int, total_ms: float, codes: list[str]
+) -> tuple[Transaction, DecisionResult]:
+    transaction, result = _pair(transaction_id, "block" if decision == "block" else "review")
+    reasons = [Reason(code=code, text=code, tool="t", points=10) for code in codes]
+    return transaction, result.model_copy(
+        update={
+            "decision": decision,
+            "reasons": reasons,
+            "decided_at": NOW + timedelta(minutes=minutes),
+            "latency_ms": {"evidence": total_ms - 1, "policy": 0.5, "model": 0.5},
+        }
+    )
+
+
+def test_period_summary_counts_rates_reasons_and_latency(db_url: str) -> None:
+    logger_ = FraudLogger(db_url, clock=lambda: NOW)
+    logger_.log_batch(
+        [
+            _timed("TX-A1", "approve", 0, 10.0, []),
+            _timed("TX-A2", "approve", 1, 20.0, []),
+            _timed("TX-R1", "review", 2, 30.0, ["unknown_device"]),
+            _timed("TX-B1", "block", 3, 40.0, ["unknown_device", "impossible_travel"]),
+            _timed("TX-B2", "block", 4, 50.0, ["impossible_travel", "impossible_travel"]),
+            # Outside the period: decided at its end, which is exclusive.
+            _timed("TX-LATE", "block", 60, 999.0, ["tor_exit"]),
+        ]
+    )
+    generator = ReportGenerator(db_url, clock=lambda: NOW)
+
+    summary = generator.period_summary(NOW, NOW + timedelta(hours=1))
+
+    assert summary["decisions"] == {"total": 5, "approve": 2, "review": 1, "block": 2}
+    assert summary["rates"] == {"approve": 0.4, "review": 0.2, "block": 0.4, "flagged": 0.6}
+    assert summary["top_reasons"] == [
+        {"code": "impossible_travel", "count": 2, "share": 0.4},
+        {"code": "unknown_device", "count": 2, "share": 0.4},
+    ]
+    assert summary["latency_ms"] == {
+        "count": 5,
+        "p50": 30.0,
+        "p90": 46.0,
+        "p95": 48.0,
+        "p99": 49.6,
+        "max": 50.0,
+    }
+    assert summary["cases"] == {"opened": 3, "by_status": {"open": 3}}
+    assert summary["policy_versions"] == {"policy-2026.01": 5}
+
+
+def test_period_summary_of_an_empty_period_has_zero_counts(db_url: str) -> None:
+    generator = ReportGenerator(db_url, clock=lambda: NOW)
+
+    summary = generator.period_summary(NOW - timedelta(days=1), NOW)
+
+    assert summary["decisions"]["total"] == 0
+    assert summary["rates"]["block"] is None
+    assert summary["latency_ms"] == {"count": 0}
+    assert summary["top_reasons"] == []
+
+
+def test_period_summary_renders_html_and_rejects_bad_bounds(db_url: str) -> None:
+    FraudLogger(db_url, clock=lambda: NOW).log_batch(
+        [_timed("TX-H", "block", 0, 12.0, ["impossible_travel"])]
+    )
+    generator = ReportGenerator(db_url, clock=lambda: NOW)
+
+    page, kind = generator.render_period_summary(NOW, NOW + timedelta(days=1), "html")
+
+    assert kind == "text/html; charset=utf-8"
+    assert "impossible_travel" in page.decode()
+    assert "100.0% flagged" in page.decode()
+    with pytest.raises(InvalidInput, match="is not before until"):
+        generator.period_summary(NOW, NOW)
+    with pytest.raises(InvalidInput, match="needs a UTC offset"):
+        generator.period_summary(datetime(2026, 1, 1), NOW)
+    with pytest.raises(InvalidInput, match="'pdf' is not supported"):
+        generator.render_period_summary(NOW, NOW + timedelta(days=1), "pdf")

@@ -60,7 +60,8 @@ def _ingress(mount: McpMount) -> FastAPI:
 
 def _decide_block(toolbox: LocalToolbox) -> tuple[str, str, str]:
     """Runs the high-risk demo payment through the agent; its case, alert and report."""
-    agent = Agent(AgentConfig(explain_mode="never"), toolbox)
+    # A cold gazetteer takes seconds to index on a busy machine.
+    agent = Agent(AgentConfig(explain_mode="never", tool_timeout_s=120), toolbox)
     [result] = asyncio.run(agent.decide_batch([Transaction(**SCENARIOS["high_risk"])]))
     assert result.decision == "block"
     ids = {action.kind: action.id for action in result.actions}
