@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from deployments.llm import (
     ExplainMode,
     assessment_messages,
     assessment_schema,
+    case_question_messages,
     parse_assessment,
     should_explain,
 )
@@ -59,13 +60,21 @@ class Toolbox(Protocol):
     async def stored_decision(self, transaction_id: str) -> DecisionResult | None: ...
 
 
+DeltaSink = Callable[[str, str], None]
+"""Receives streamed model text as (kind, text); kind is "reasoning" or "answer"."""
+
+
 class Explainer(Protocol):
-    """A chat model that answers under a JSON schema."""
+    """A chat model that answers, under a JSON schema when one is given."""
 
     model_id: str
 
     async def complete(
-        self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        on_delta: DeltaSink | None = None,
     ) -> str | None: ...
 
 
@@ -136,28 +145,100 @@ class Agent:
               zip(batch, outcomes, evidence))
         )
 
-        results = []
-        for tx, found, (outcome, explanation, model_ms) in zip(batch, evidence, explained):
-            results.append(
-                DecisionResult(
-                    transaction_id=tx.transaction_id,
-                    customer_id=tx.customer_id,
-                    decision=outcome.decision,
-                    risk_score=outcome.risk_score,
-                    risk_level=outcome.risk_level,
-                    reasons=list(outcome.reasons),
-                    evidence=found,
-                    explanation=explanation,
-                    policy_version=self._config.policy.version,
-                    decided_at=datetime.now(timezone.utc),
-                    latency_ms={
-                        "evidence": evidence_ms,
-                        "policy": policy_ms,
-                        "model": model_ms,
-                    },
-                )
-            )
+        results = [
+            self._result(tx, found, outcome, explanation,
+                         {"evidence": evidence_ms, "policy": policy_ms, "model": model_ms})
+            for tx, found, (outcome, explanation, model_ms) in zip(batch, evidence, explained)
+        ]
+        return await self._finish(batch, results, started)
 
+    async def decide_stream(self, transaction: Transaction) -> AsyncIterator[dict[str, Any]]:
+        """Decides one transaction, telling each step as it happens.
+
+        Yields events: `tool_call` and `tool_result` per evidence tool, `policy`,
+        `reasoning` and `answer` text as the model writes it, then `decision` with
+        the same result `decide_batch` would give.
+        """
+        tx = _with_timestamp(transaction)
+        started = time.perf_counter()
+        for tool in EVIDENCE_TOOLS:
+            yield {"event": "tool_call", "tool": tool}
+        pending = {
+            asyncio.ensure_future(self._evaluate(tool, [tx])): tool for tool in EVIDENCE_TOOLS
+        }
+        found: dict[str, Evidence] = {}
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                tool = pending.pop(task)
+                found[tool] = task.result()[0]
+                yield {"event": "tool_result", "tool": tool,
+                       "evidence": found[tool].model_dump(mode="json")}
+        found = {tool: found[tool] for tool in EVIDENCE_TOOLS}
+        evidence_ms = _ms_since(started)
+
+        outcome = decide(found, self._config.policy)
+        yield {"event": "policy", "decision": outcome.decision,
+               "risk_score": outcome.risk_score}
+
+        deltas: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        explaining = asyncio.ensure_future(
+            self._explain(tx, outcome, found, True, lambda k, t: deltas.put_nowait((k, t)))
+        )
+        while not (explaining.done() and deltas.empty()):
+            getter = asyncio.ensure_future(deltas.get())
+            await asyncio.wait({getter, explaining}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                kind, text = getter.result()
+                yield {"event": kind, "text": text}
+            else:
+                getter.cancel()
+        outcome, explanation, model_ms = explaining.result()
+
+        result = self._result(tx, found, outcome, explanation,
+                              {"evidence": evidence_ms, "policy": 0.0, "model": model_ms})
+        [result] = await self._finish([tx], [result], started)
+        yield {"event": "decision", "result": result.model_dump(mode="json")}
+
+    async def ask(self, case: dict[str, Any], question: str) -> str | None:
+        """Answers an analyst's question about a case, from the case's evidence."""
+        if self._explainer is None:
+            return None
+        messages = case_question_messages(case, question)
+        try:
+            return await asyncio.wait_for(
+                self._explainer.complete(messages, None, self._config.model_max_tokens),
+                self._config.model_timeout_s,
+            )
+        except TimeoutError:
+            logger.warning("model timed out answering a question")
+            return None
+
+    def _result(
+        self,
+        tx: Transaction,
+        found: dict[str, Evidence],
+        outcome: PolicyOutcome,
+        explanation: Explanation,
+        latency_ms: dict[str, float],
+    ) -> DecisionResult:
+        return DecisionResult(
+            transaction_id=tx.transaction_id,
+            customer_id=tx.customer_id,
+            decision=outcome.decision,
+            risk_score=outcome.risk_score,
+            risk_level=outcome.risk_level,
+            reasons=list(outcome.reasons),
+            evidence=found,
+            explanation=explanation,
+            policy_version=self._config.policy.version,
+            decided_at=datetime.now(timezone.utc),
+            latency_ms=latency_ms,
+        )
+
+    async def _finish(
+        self, batch: list[Transaction], results: list[DecisionResult], started: float
+    ) -> list[DecisionResult]:
         actions_started = time.perf_counter()
         results = await self._act(batch, results)
         actions_ms = _ms_since(actions_started)
@@ -202,6 +283,7 @@ class Agent:
         outcome: PolicyOutcome,
         evidence: dict[str, Evidence],
         allowed: bool,
+        on_delta: DeltaSink | None = None,
     ) -> tuple[PolicyOutcome, Explanation, float]:
         policy_text = _policy_explanation(outcome)
         wanted = allowed and should_explain(
@@ -211,7 +293,7 @@ class Agent:
             return outcome, Explanation(text=policy_text), 0.0
 
         started = time.perf_counter()
-        assessment = await self._ask_model(tx, outcome, evidence)
+        assessment = await self._ask_model(tx, outcome, evidence, on_delta)
         model_ms = _ms_since(started)
         if assessment is None:
             text = f"{policy_text} The reasoning model was unavailable; the decision stands."
@@ -231,14 +313,18 @@ class Agent:
         ), model_ms
 
     async def _ask_model(
-        self, tx: Transaction, outcome: PolicyOutcome, evidence: dict[str, Evidence]
+        self,
+        tx: Transaction,
+        outcome: PolicyOutcome,
+        evidence: dict[str, Evidence],
+        on_delta: DeltaSink | None = None,
     ) -> Assessment | None:
         assert self._explainer is not None
         messages = assessment_messages(tx, outcome, evidence)
         try:
             text = await asyncio.wait_for(
                 self._explainer.complete(
-                    messages, assessment_schema(), self._config.model_max_tokens
+                    messages, assessment_schema(), self._config.model_max_tokens, on_delta
                 ),
                 self._config.model_timeout_s,
             )

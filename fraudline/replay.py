@@ -62,11 +62,21 @@ def to_request(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_rows(path: Path, total: int) -> list[dict[str, Any]]:
+def load_rows(
+    path: Path, first_row: int | None, limit: int, warmup: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The warm-up rows then the measured rows, in time order; and the warm-up count.
+
+    `first_row` is the first measured row in time order; None measures the last
+    `limit` rows.
+    """
     import pandas as pd
 
-    frame = pd.read_parquet(path).sort_values("trans_date_trans_time")
-    return frame.tail(total).to_dict("records")
+    frame = pd.read_parquet(path).sort_values("trans_date_trans_time", kind="stable")
+    first = len(frame) - limit if first_row is None else first_row
+    start = max(0, first - warmup)
+    rows = frame.iloc[start : first + limit].to_dict("records")
+    return rows, first - start
 
 
 def replay(
@@ -142,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--data", type=Path, default=SAMPLE)
     parser.add_argument("--limit", type=int, default=2000, help="transactions measured")
+    parser.add_argument(
+        "--first-row", type=int, help="first measured row in time order (default: the last)"
+    )
     parser.add_argument("--warmup", type=int, default=3000, help="history-building share")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--timeout-s", type=float, default=120.0)
@@ -149,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    rows = load_rows(args.data, args.warmup + args.limit)
-    warmup = max(0, len(rows) - args.limit)
+    rows, warmup = load_rows(args.data, args.first_row, args.limit, args.warmup)
     figures = replay(args.url, rows, warmup, args.batch_size, args.timeout_s)
     text = json.dumps(asdict(figures), indent=2)
     sys.stdout.write(text + "\n")

@@ -40,8 +40,7 @@ def render(manifest_text: str, serve_config_text: str) -> str:
     # The block runs until the next line indented no deeper than its key.
     while end < len(lines) and (not lines[end].strip() or lines[end].startswith(BLOCK_INDENT)):
         end += 1
-    block = [BLOCK_INDENT + line if line.strip() else "" for line in
-             serve_config_text.splitlines()]
+    block = [BLOCK_INDENT + line if line.strip() else "" for line in serve_config_text.splitlines()]
     return "\n".join(lines[:start] + block + lines[end:]) + "\n"
 
 
@@ -59,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("%s is up to date", MANIFEST.relative_to(ROOT))
         return 0
     if args.check:
-        logger.error(
-            "%s is stale: run `python kuberay/render.py`", MANIFEST.relative_to(ROOT)
-        )
+        logger.error("%s is stale: run `python kuberay/render.py`", MANIFEST.relative_to(ROOT))
         return 1
     MANIFEST.write_text(wanted)
     logger.info("wrote %s", MANIFEST.relative_to(ROOT))

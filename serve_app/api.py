@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, Protocol
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from fraudline.errors import InvalidInput, NotFound, StoreUnavailable
@@ -48,17 +49,38 @@ class BatchRequest(BaseModel):
     )
 
 
+class Question(BaseModel):
+    question: str = Field(min_length=1, max_length=1000)
+
+
+class Answer(BaseModel):
+    case_id: str
+    answer: str
+    model: str | None = None
+
+
 def create_api(
     decide: Callable[[Transaction], Awaitable[DecisionResult]],
     decide_many: Callable[[list[Transaction], bool], Awaitable[list[DecisionResult]]],
     records: Records,
     health: Callable[[], dict[str, Any]],
+    *,
+    stream: Callable[[Transaction], AsyncIterator[dict[str, Any]]] | None = None,
+    ask: Callable[[dict[str, Any], str], Awaitable[str | None]] | None = None,
+    model_id: str | None = None,
+    chat: Callable[[dict[str, Any]], Awaitable[Response]] | None = None,
+    lifespan: Any = None,
 ) -> FastAPI:
-    """Builds the API around the agent's entry points and the records."""
+    """Builds the API around the agent's entry points and the records.
+
+    `stream`, `ask` and `chat` are there when a model is configured; the
+    routes that need them answer 503 otherwise.
+    """
     api = FastAPI(
         title="Fraudline",
         version="0.1.0",
         description="Real-time payment-fraud decisions with evidence and explanations.",
+        lifespan=lifespan,
     )
 
     @api.exception_handler(NotFound)
@@ -113,6 +135,47 @@ def create_api(
             decided=len(valid),
             rejected=len(body.transactions) - len(valid),
         )
+
+    @api.post("/v1/analyze/stream")
+    async def analyze_stream(transaction: Transaction) -> StreamingResponse:
+        """Decides on one transaction as server-sent events: each tool call and
+        result, the model's reasoning and answer as they are written, the decision."""
+        if stream is None:
+            raise HTTPException(status_code=503, detail="streaming is not configured")
+
+        async def events() -> AsyncIterator[str]:
+            async for event in stream(transaction):
+                name = event.pop("event")
+                yield f"event: {name}\ndata: {json.dumps(event, default=str)}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @api.post("/v1/cases/{case_id}/ask", response_model=Answer)
+    async def ask_about_case(case_id: str, body: Question) -> Answer:
+        """An analyst's question about a case, answered by the model from its evidence."""
+        case = await records.case(case_id)
+        if ask is None:
+            raise HTTPException(status_code=503, detail="no reasoning model is configured")
+        answer = await ask(case, body.question)
+        if answer is None:
+            raise HTTPException(
+                status_code=503, detail="the model did not answer in time; try again",
+                headers={"Retry-After": "5"},
+            )
+        return Answer(case_id=case_id, answer=answer, model=model_id)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        """The model's OpenAI-compatible chat endpoint, for clients that want it."""
+        if chat is None:
+            raise HTTPException(status_code=503, detail="no model is configured")
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(status_code=400, detail="the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise HTTPException(status_code=422, detail="the body must be a JSON object")
+        return await chat(body)
 
     @api.get("/v1/cases/{case_id}")
     async def get_case(case_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from deployments.agent import Agent
 from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
 from serve_app.api import create_api
 from serve_app.config import AppConfig
-from serve_app.llm import HandleExplainer, build_llm_app
+from serve_app.llm import HandleChat, HandleExplainer, build_llm_app
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +115,10 @@ class AgentIngress:
     ) -> None:
         self._config = AppConfig.model_validate(config)
         explainer = None
+        self._chat = None
         if llm is not None and self._config.llm is not None:
             explainer = HandleExplainer(llm, self._config.llm.model_id)
+            self._chat = HandleChat(llm, self._config.llm.model_id)
         self._agent = Agent(self._config.agent, HandleToolbox(tools), explainer)
         self._records = HandleRecords(tools["fraud_logger"], tools["report_generator"])
         batching = self._config.batching
@@ -129,6 +131,10 @@ class AgentIngress:
             decide_many=self._agent.decide_batch,
             records=self._records,
             health=self._health,
+            stream=self._agent.decide_stream,
+            ask=self._agent.ask,
+            model_id=self._config.llm.model_id if self._config.llm else None,
+            chat=self._chat,
         )
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)

@@ -21,8 +21,21 @@ logger = logging.getLogger(__name__)
 RISK_SCORE_BUCKETS = [5.0, 10.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 75.0, 90.0, 100.0]
 # From a warm tool call (a few ms) to a reasoning model's full answer (a minute).
 LATENCY_BUCKETS_MS = [
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0,
-    1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
+    30000.0,
+    60000.0,
 ]
 STAGES = ("evidence", "policy", "model", "actions", "total")
 

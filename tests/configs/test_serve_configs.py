@@ -134,9 +134,7 @@ def test_production_file_holds_no_database_url_or_smtp_settings() -> None:
     text = CONFIGS["production"].read_text()
 
     assert "database_url" not in args
-    assert {"smtp_host", "smtp_port", "smtp_username", "smtp_password"}.isdisjoint(
-        args["alerts"]
-    )
+    assert {"smtp_host", "smtp_port", "smtp_username", "smtp_password"}.isdisjoint(args["alerts"])
     assert "postgresql://" not in text and "postgresql+psycopg://" not in text
 
 

@@ -73,10 +73,15 @@ class FakeModel:
         self.delay_s = delay_s
         self.prompts: list[list[dict[str, str]]] = []
 
-    async def complete(self, messages, schema, max_tokens):  # type: ignore[no-untyped-def]
+    async def complete(self, messages, schema, max_tokens, on_delta=None):  # type: ignore[no-untyped-def]
         self.prompts.append(messages)
         await asyncio.sleep(self.delay_s)
-        return json.dumps(self.answer) if self.answer else "not json"
+        text = json.dumps(self.answer) if self.answer else "not json"
+        if on_delta is not None:
+            on_delta("reasoning", "thinking it over")
+            for start in range(0, len(text), 8):
+                on_delta("answer", text[start:start + 8])
+        return text
 
 
 def _tx(i: int, customer: str = "C-1", merchant: str = "Shop") -> Transaction:
@@ -190,3 +195,34 @@ async def test_hostile_merchant_text_is_sent_as_data_only() -> None:
     system, user = model.prompts[0]
     assert hostile not in system["content"]
     assert user["content"].startswith("DATA>>>")
+
+
+async def test_stream_tells_every_step_then_the_same_decision() -> None:
+    model = FakeModel({"summary": "Odd", "key_factors": [], "recommended_action": "review",
+                       "confidence": "low"})
+    tools = FakeToolbox({"C-1": 30})
+    agent = Agent(AgentConfig(), tools, model)
+
+    events = [event async for event in agent.decide_stream(_tx(1))]
+
+    kinds = [event["event"] for event in events]
+    assert kinds[:3] == ["tool_call"] * 3
+    assert sorted(e["tool"] for e in events if e["event"] == "tool_result") == [
+        "geolocation", "identity", "transaction_risk"]
+    assert kinds.index("policy") < kinds.index("reasoning") < kinds.index("answer")
+    assert kinds[-1] == "decision"
+    answer = "".join(e["text"] for e in events if e["event"] == "answer")
+    assert json.loads(answer)["summary"] == "Odd"
+    assert events[-1]["result"]["decision"] == "review"
+    assert ("fraud_logger", 1) in tools.calls
+
+
+async def test_question_about_a_case_goes_to_the_model_with_its_evidence() -> None:
+    model = FakeModel({"summary": "because"})
+    agent = Agent(AgentConfig(), FakeToolbox({}), model)
+
+    answer = await agent.ask({"case_id": "CASE-1", "merchant": "Shop"}, "Why?")
+
+    assert answer is not None
+    system, user = model.prompts[0]
+    assert "CASE-1" in user["content"] and user["content"].endswith("Question: Why?")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,8 @@ import pytest
 
 from fraudline.schemas import DecisionResult, Explanation
 from serve_app.metrics import LATENCY_BUCKETS_MS, RISK_SCORE_BUCKETS, ServeMetrics
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "monitoring" / "grafana-dashboard.json"
 
 
 @dataclass
@@ -71,7 +75,7 @@ def result(decision: str, score: float, **latency_ms: float) -> DecisionResult:
         evidence={},
         explanation=Explanation(text="test"),
         policy_version="2026.12-1",
-        decided_at=datetime(2026, 12, 1, tzinfo=timezone.utc),
+        decided_at=datetime(2026, 12, 1, tzinfo=UTC),
         latency_ms=latency_ms,
     )
 
@@ -97,8 +101,10 @@ def test_stage_latencies_are_observed_except_stages_that_did_not_run(
         [result("review", 52, evidence=3.5, policy=0.2, model=0.0, actions=4.1, total=8.0)]
     )
 
-    observed = {tags["stage"]: value for value, tags in
-                registry.metrics["fraudline_stage_latency_ms"].points}
+    observed = {
+        tags["stage"]: value
+        for value, tags in registry.metrics["fraudline_stage_latency_ms"].points
+    }
     assert observed == {"evidence": 3.5, "policy": 0.2, "actions": 4.1, "total": 8.0}
 
 
@@ -153,6 +159,17 @@ def test_ray_metrics_record_outside_a_cluster_without_starting_ray() -> None:
     real.model_called("ok", 10, 5, escalated=False)
 
     assert ray.is_initialized() is False
+
+
+def test_grafana_dashboard_charts_every_series(registry: FakeRegistry) -> None:
+    ServeMetrics(counter=registry.counter, histogram=registry.histogram)
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    queries = " ".join(t["expr"] for panel in panels for t in panel["targets"])
+
+    for name, metric in registry.metrics.items():
+        # Ray adds `ray_`; Prometheus adds `_total` to counters, `_bucket` to histograms.
+        suffix = "_bucket" if metric.boundaries else "_total"
+        assert f"ray_{name}{suffix}" in queries, name
 
 
 # Series the demo traffic must produce on Ray's Prometheus endpoint. Tool failures and
