@@ -26,6 +26,7 @@ from deployments.llm import (
     parse_assessment,
     should_explain,
 )
+from fraudline.errors import StoreUnavailable
 from fraudline.policy import (
     PolicyConfig,
     PolicyOutcome,
@@ -339,7 +340,7 @@ class Agent:
     async def _act(
         self, batch: list[Transaction], results: list[DecisionResult]
     ) -> list[DecisionResult]:
-        logged = await self._tools.log(list(zip(batch, results)))
+        logged = await self._log(batch, results)
         results = await self._answer_retries_as_before(results, logged)
 
         alert_ids = [outcome.alert_id for outcome in logged if outcome.alert_id]
@@ -369,6 +370,24 @@ class Agent:
                     Action(kind="report", id=report_id, state="done" if report_id else "failed")
                 )
         return results
+
+    async def _log(self, batch: list[Transaction], results: list[DecisionResult]) -> list[Any]:
+        # A decision that is not on record has no audit entry and no case, so it is
+        # not given out: the client gets a retryable error instead.
+        try:
+            return await asyncio.wait_for(
+                self._tools.log(list(zip(batch, results))), self._config.tool_timeout_s
+            )
+        except TimeoutError:
+            logger.warning("logging a batch of %d timed out", len(batch))
+            if self._observer is not None:
+                self._observer.tool_failed("fraud_logger", "timeout")
+            raise StoreUnavailable("the decision could not be recorded in time") from None
+        except Exception as exc:
+            logger.exception("logging a batch of %d failed", len(batch))
+            if self._observer is not None:
+                self._observer.tool_failed("fraud_logger", "error")
+            raise StoreUnavailable("the decision could not be recorded") from exc
 
     async def _answer_retries_as_before(
         self, results: list[DecisionResult], logged: list[Any]

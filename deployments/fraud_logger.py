@@ -265,7 +265,8 @@ class FraudLogger:
                 case's current one (the message lists the allowed ones).
         """
         who = _actor(actor)
-        wanted_assignee = _assignee(assignee) if assignee is not None else None
+        # None when unassigning ("") as well as when the assignee stays.
+        wanted_assignee = (_assignee(assignee) or None) if assignee is not None else None
         if status is not None and status not in CASE_TRANSITIONS:
             raise InvalidInput(
                 f"status {status!r} is unknown; use one of {', '.join(CASE_TRANSITIONS)}"
@@ -282,8 +283,8 @@ class FraudLogger:
                         f"not {status}"
                     )
                 changes.append(_status_change(case, status, who))
-            if assignee is not None and (wanted_assignee or None) != case.assignee:
-                before, case.assignee = case.assignee, wanted_assignee or None
+            if assignee is not None and wanted_assignee != case.assignee:
+                before, case.assignee = case.assignee, wanted_assignee
                 detail = (
                     f"assigned to {case.assignee} by {who}"
                     if case.assignee

@@ -33,7 +33,7 @@ mkdir -p var
 
 # A real SMTP server on loopback for the demo's alerts (Maildir in var/mail).
 stop_smtp
-mkdir -p var/mail
+mkdir -p var/mail/tmp var/mail/new var/mail/cur
 .venv/bin/python -m aiosmtpd -n -l 127.0.0.1:8025 -c aiosmtpd.handlers.Mailbox var/mail \
   >var/smtp.log 2>&1 &
 echo $! >var/smtp.pid

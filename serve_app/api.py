@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -70,6 +70,7 @@ def create_api(
     model_id: str | None = None,
     chat: Callable[[dict[str, Any]], Awaitable[Response]] | None = None,
     lifespan: Any = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """Builds the API around the agent's entry points and the records.
 
@@ -82,6 +83,10 @@ def create_api(
         description="Real-time payment-fraud decisions with evidence and explanations.",
         lifespan=lifespan,
     )
+    # Included first: their fixed paths (e.g. /v1/reports/summary) must win over
+    # the path parameters below.
+    for router in routers:
+        api.include_router(router)
 
     @api.exception_handler(NotFound)
     async def _not_found(_request: Request, error: NotFound) -> JSONResponse:

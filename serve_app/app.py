@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,11 @@ from deployments import (
 from deployments.agent import Agent
 from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
 from serve_app.api import create_api
+from serve_app.cases_api import build_cases_router
 from serve_app.config import AppConfig
 from serve_app.llm import HandleChat, HandleExplainer, build_llm_app
+from serve_app.mcp import build_mcp
+from serve_app.metrics import ServeMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,24 @@ EVIDENCE_TOOLS = {
     "IdentityVerifier": (identity.IdentityVerifier, identity, "identity"),
     "GeolocationChecker": (geolocation.GeolocationChecker, geolocation, "geolocation"),
 }
+
+
+def _warmed(cls: type) -> type:
+    """The tool class, loading its data (gazetteer, IP ranges) when the replica starts.
+
+    Otherwise the first request of each replica pays for the load.
+    """
+
+    class Warmed(cls):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            warm_up = getattr(self, "warm_up", None)
+            if warm_up is not None:
+                warm_up()
+
+    Warmed.__name__ = cls.__name__
+    Warmed.__qualname__ = cls.__qualname__
+    return Warmed
 
 
 class EmailAlertsReplica(email_alerts.EmailAlerts):
@@ -96,6 +119,10 @@ class HandleRecords:
     ray_actor_options={"num_cpus": 0.5},
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 32},
     max_ongoing_requests=256,
+    # Past capacity, answer at once with 503 and Retry-After rather than let
+    # every queued request time out.
+    max_queued_requests=256,
+    backpressure_config={"status_code": 503, "retry_after_s": 1},
 )
 @serve.ingress()
 class AgentIngress:
@@ -114,19 +141,36 @@ class AgentIngress:
         llm: DeploymentHandle | None = None,
     ) -> None:
         self._config = AppConfig.model_validate(config)
+        self._tools = tools
+        self._metrics = ServeMetrics()
         explainer = None
         self._chat = None
         if llm is not None and self._config.llm is not None:
-            explainer = HandleExplainer(llm, self._config.llm.model_id)
+            explainer = HandleExplainer(llm, self._config.llm.model_id, self._model_called)
             self._chat = HandleChat(llm, self._config.llm.model_id)
-        self._agent = Agent(self._config.agent, HandleToolbox(tools), explainer)
+        self._agent = Agent(
+            self._config.agent, HandleToolbox(tools), explainer, observer=self._metrics
+        )
         self._records = HandleRecords(tools["fraud_logger"], tools["report_generator"])
         batching = self._config.batching
         self.decide_batched.set_max_batch_size(batching.max_batch_size)
         self.decide_batched.set_batch_wait_timeout_s(batching.batch_wait_ms / 1000)
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_api(
+        mcp = build_mcp(
+            self._tools,
+            token=self._config.mcp.token,
+            allowed_hosts=self._config.mcp.allowed_hosts,
+        )
+
+        @asynccontextmanager
+        async def lifespan(_app: Any) -> AsyncIterator[None]:
+            # Mounted apps' lifespans are not run: the MCP session managers
+            # start with the ingress app's own.
+            async with mcp.lifespan():
+                yield
+
+        api = create_api(
             decide=self.decide_batched,
             decide_many=self._agent.decide_batch,
             records=self._records,
@@ -135,11 +179,20 @@ class AgentIngress:
             ask=self._agent.ask,
             model_id=self._config.llm.model_id if self._config.llm else None,
             chat=self._chat,
+            lifespan=lifespan,
+            routers=[
+                build_cases_router(self._tools["fraud_logger"], self._tools["report_generator"])
+            ],
         )
+        api.router.routes.extend(mcp.routes)
+        return api
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def decide_batched(self, transactions: list[Transaction]) -> list[DecisionResult]:
         return await self._agent.decide_batch(transactions)
+
+    def _model_called(self, status: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self._metrics.model_called(status, prompt_tokens, completion_tokens)
 
     def _health(self) -> dict[str, Any]:
         return {
@@ -162,7 +215,7 @@ def build_app(args: dict[str, Any]) -> Application:
     tools: dict[str, Any] = {}
     for name, (cls, module, key) in EVIDENCE_TOOLS.items():
         options = dict(module.DEPLOYMENT_DEFAULTS)
-        tools[key] = serve.deployment(cls, name=name, **options).bind(
+        tools[key] = serve.deployment(_warmed(cls), name=name, **options).bind(
             url, **config.tools.get(name, {})
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -13,6 +14,14 @@ _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = bytes(code for code in range(256) if code not in b"[]{}")
 _INNERMOST = re.compile(rb"[\[{][\]}]")
 _OPENINGS = re.compile(rb"[\[{]+")
+# Python's parser accepts these, JSON (RFC 8259) does not, and no field here can hold them.
+_NON_FINITE = re.compile(rb"-?\b(?:NaN|Infinity)\b")
+# An exponent of three digits or more may overflow a float to infinity (1e400).
+_BIG_EXPONENT = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?[eE]\+?[0-9]{3,}")
+# A \uD800-\uDFFF escape after an even run of backslashes (an odd one escapes the u).
+_SURROGATE_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u([dD][89a-fA-F][0-9a-fA-F]{2})")
+# A surrogate UTF-8-encoded straight into the bytes, which Python's parser lets through.
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -119,7 +128,49 @@ async def read_checked_body(
                 f"the JSON body nests more than {limits.max_json_depth} levels deep; "
                 "send a flatter document",
             )
+        if has_non_finite_number(body):
+            raise BodyRefused(
+                422, "the JSON body holds NaN, Infinity or a number beyond 1.8e308; "
+                "send finite numbers"
+            )
+        if has_lone_surrogate(body):
+            raise BodyRefused(
+                422, "the JSON body holds an unpaired UTF-16 surrogate (\\uD800-\\uDFFF); "
+                "send valid Unicode text"
+            )
     return BufferedBody(body=body, upstream=receive)
+
+
+def has_lone_surrogate(body: bytes) -> bool:
+    """True when a JSON text holds a UTF-16 surrogate outside a high-low pair.
+
+    No database or encoder can store such a string, so it is refused at the edge.
+    """
+    if _ENCODED_SURROGATE.search(body):
+        return True
+    pending: int | None = None  # where the escape after an unpaired high one must start
+    for match in _SURROGATE_ESCAPE.finditer(body):
+        starts_at = match.end(1)
+        if int(match.group(2), 16) < 0xDC00:
+            if pending is not None:
+                return True
+            pending = match.end()
+        elif pending != starts_at:
+            return True
+        else:
+            pending = None
+    return pending is not None
+
+
+def has_non_finite_number(body: bytes) -> bool:
+    """True when a JSON text has NaN, Infinity or a number too large for a float."""
+    suspicious = b"NaN" in body or b"Infinity" in body or _BIG_EXPONENT.search(body)
+    if not suspicious:
+        return False
+    bare = _STRING.sub(b'""', body)
+    if _NON_FINITE.search(bare):
+        return True
+    return any(math.isinf(float(number)) for number in _BIG_EXPONENT.findall(bare))
 
 
 def _too_large(limits: BodyLimits) -> str:

@@ -28,6 +28,7 @@ class Secrets(BaseSettings):
     alert_recipients: str | None = Field(
         default=None, description="Comma-separated addresses of the fraud team."
     )
+    mcp_token: SecretStr | None = None
 
 
 class AlertSettings(BaseModel):
@@ -41,6 +42,20 @@ class AlertSettings(BaseModel):
     sender: str = "fraudline@localhost"
     recipients: list[str] = Field(default_factory=list)
     delivery_interval_s: float = Field(default=5.0, gt=0)
+
+
+class McpSettings(BaseModel):
+    """The MCP endpoints at /mcp and /mcp/<tool>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = Field(
+        default=None, description="Bearer token clients must send; FRAUDLINE_MCP_TOKEN."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*"],
+        description="Host headers accepted (DNS-rebinding protection).",
+    )
 
 
 class BatchSettings(BaseModel):
@@ -62,6 +77,7 @@ class AppConfig(BaseModel):
     batching: BatchSettings = Field(default_factory=BatchSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     llm: ModelSettings | None = None
+    mcp: McpSettings = Field(default_factory=McpSettings)
     tools: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Constructor keyword arguments per tool deployment name.",
@@ -86,6 +102,8 @@ class AppConfig(BaseModel):
             alerts.smtp_username = secrets.smtp_username
         if secrets.smtp_password:
             alerts.smtp_password = secrets.smtp_password.get_secret_value()
+        if secrets.mcp_token:
+            config.mcp.token = secrets.mcp_token.get_secret_value()
         if secrets.alert_recipients:
             alerts.recipients = [
                 address.strip()

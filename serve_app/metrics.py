@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from collections import Counter as Tally
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from fraudline.policy import MODEL_ESCALATION
 from fraudline.schemas import DecisionResult
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ LATENCY_BUCKETS_MS = [
 ]
 STAGES = ("evidence", "policy", "model", "actions", "total")
 
-ToolFailure = Literal["error", "timeout"]
+TOOL_FAILURE_KINDS = ("error", "timeout")
 
 
 class CounterLike(Protocol):
@@ -113,6 +114,12 @@ class ServeMetrics:
         # One increment per outcome, not per result: a batch is up to a few hundred.
         for decision, count in Tally(result.decision for result in results).items():
             self.decisions.inc(count, tags={"decision": decision})
+        escalated = sum(
+            1 for result in results
+            if any(reason.code == MODEL_ESCALATION for reason in result.reasons)
+        )
+        if escalated:
+            self.model_escalations.inc(escalated)
         for result in results:
             self.risk_score.observe(result.risk_score)
             for stage, elapsed_ms in result.latency_ms.items():
@@ -120,21 +127,17 @@ class ServeMetrics:
                 if stage in STAGES and elapsed_ms > 0:
                     self.stage_latency_ms.observe(elapsed_ms, tags={"stage": stage})
 
-    def tool_failed(self, tool: str, kind: ToolFailure) -> None:
+    def tool_failed(self, tool: str, kind: str) -> None:
         """Counts one failed tool call; `kind` is "error" or "timeout"."""
-        if kind not in ("error", "timeout"):
+        if kind not in TOOL_FAILURE_KINDS:
             raise ValueError(f"tool failure kind {kind!r} is not 'error' or 'timeout'")
         self.tool_failures.inc(1, tags={"tool": tool, "kind": kind})
 
-    def model_called(
-        self, status: str, prompt_tokens: int, completion_tokens: int, escalated: bool
-    ) -> None:
-        """Counts one model request, its tokens and whether it escalated the decision."""
+    def model_called(self, status: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """Counts one model request and its tokens (escalations come with decisions)."""
         self.model_calls.inc(1, tags={"status": status})
         # Ray's counters reject increments of zero.
         if prompt_tokens > 0:
             self.model_tokens.inc(prompt_tokens, tags={"kind": "prompt"})
         if completion_tokens > 0:
             self.model_tokens.inc(completion_tokens, tags={"kind": "completion"})
-        if escalated:
-            self.model_escalations.inc(1)

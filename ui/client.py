@@ -39,6 +39,10 @@ class EndpointMissing(ApiError):
     """This API has no such route yet (404 with no detail of its own, or 405)."""
 
 
+class StreamUnavailable(ApiError):
+    """The API cannot stream now (no route, or no model configured); call `analyze`."""
+
+
 class Unreachable(ApiError):
     """The API did not answer at all."""
 
@@ -105,7 +109,8 @@ class FraudlineClient:
         """`POST /v1/analyze/stream`: the agent's progress as server-sent events.
 
         Raises:
-            EndpointMissing: The API has no streaming route; use `analyze`.
+            StreamUnavailable: The API has no streaming route or cannot stream now;
+                `analyze` gives the same decision in one answer.
         """
         async with self._client() as client:
             try:
@@ -117,7 +122,10 @@ class FraudlineClient:
                 ) as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        raise _error(response)
+                        error = _error(response)
+                        if isinstance(error, EndpointMissing) or error.status in (501, 503):
+                            raise StreamUnavailable(error.status, error.detail)
+                        raise error
                     async for event in _server_sent_events(response.aiter_lines()):
                         yield event
             except httpx.TransportError as error:

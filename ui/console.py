@@ -22,6 +22,7 @@ from ui.client import (
     EndpointMissing,
     FraudlineClient,
     StreamEvent,
+    StreamUnavailable,
     Unauthorized,
     Unreachable,
 )
@@ -42,9 +43,9 @@ QUALITY_COLUMNS = [
 PERIODS = {"Last 24 hours": (timedelta(hours=24), 24), "Last 7 days": (timedelta(days=7), 7),
            "Last 30 days": (timedelta(days=30), 30)}
 SCENARIO_BUTTONS = {
-    "low_risk": "Scenario 1: everyday purchase",
-    "high_risk": "Scenario 2: Moscow crypto",
-    "medium_risk": "Scenario 3: big electronics",
+    "low_risk": "Scenario 1: low risk",
+    "high_risk": "Scenario 2: high risk",
+    "medium_risk": "Scenario 3: medium risk",
 }
 # Form fields in the order of the Analyse screen; each maps to a Transaction field.
 FORM_FIELDS = [
@@ -90,8 +91,10 @@ def build_console(api_url: str, *, api_key: str | None = None) -> gradio.Blocks:
         case_state = gr.State("")
         page_state = gr.State(0)
 
-        with gr.Row(equal_height=True):
-            gr.Markdown("## Fraudline console", elem_id="brand")
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown("## Fraudline console", elem_id="brand")
+                connection = gr.Markdown(elem_id="connection")
             analyst = gr.Textbox(
                 value="analyst",
                 label="Analyst (named in the audit trail)",
@@ -106,7 +109,6 @@ def build_console(api_url: str, *, api_key: str | None = None) -> gradio.Blocks:
                 scale=2,
             )
             sign_in = gr.Button("Sign in", visible=False, scale=1)
-        connection = gr.Markdown(elem_id="connection")
 
         with gr.Tabs(selected="analyse") as tabs:
             with gr.Tab("Analyse", id="analyse"):
@@ -121,7 +123,9 @@ def build_console(api_url: str, *, api_key: str | None = None) -> gradio.Blocks:
         # Sign-in: the key lives in this browser session only.
         async def probe(key: str) -> tuple[Any, ...]:
             try:
-                await client.with_key(key).verify_audit()
+                await client.with_key(key).list_cases(limit=1)
+            except EndpointMissing:
+                pass  # An API without a case list still serves the other screens.
             except Unauthorized as error:
                 return (
                     gr.Textbox(visible=True),
@@ -252,14 +256,19 @@ def build_console(api_url: str, *, api_key: str | None = None) -> gradio.Blocks:
             trigger(first_page, inputs=queue_inputs, outputs=queue_outputs)
         for control in ("status", "decision", "page_size"):
             queue[control].input(first_page, inputs=queue_inputs, outputs=queue_outputs)
+        for control in ("min_score", "max_score"):
+            queue[control].submit(first_page, inputs=queue_inputs, outputs=queue_outputs)
         queue["next"].click(next_page, inputs=[*queue_inputs, page_state], outputs=queue_outputs)
         queue["previous"].click(
             previous_page, inputs=[*queue_inputs, page_state], outputs=queue_outputs
         )
 
-        def picked_case(event: gr.SelectData) -> str:
+        def picked_case(event: Any) -> str:
             row = event.row_value or []
             return str(row[0]) if row else ""
+
+        # Gradio finds the event argument by its annotation, which must be the class.
+        picked_case.__annotations__["event"] = gr.SelectData
 
         queue["table"].select(picked_case, outputs=[case["case_id"]]).then(
             open_case, inputs=[key_state, case["case_id"]], outputs=case_outputs
@@ -349,6 +358,7 @@ def _analyse_screen(gr: Any) -> dict[str, Any]:
                     label="Transaction JSON",
                 )
                 parts["json_submit"] = gr.Button("Analyse JSON", elem_id="analyse-json")
+            parts["map"] = gr.HTML(elem_id="travel-panel")
         with gr.Column(scale=6):
             parts["progress"] = gr.Markdown(
                 "Pick a scenario or fill in the form.", elem_id="progress"
@@ -357,7 +367,6 @@ def _analyse_screen(gr: Any) -> dict[str, Any]:
             parts["open_case"] = gr.Button(
                 "Open this case", visible=False, variant="primary", elem_id="open-case"
             )
-            parts["map"] = gr.HTML(elem_id="travel-map")
             parts["reasoning"] = gr.Markdown(elem_id="reasoning")
     return parts
 
@@ -365,7 +374,7 @@ def _analyse_screen(gr: Any) -> dict[str, Any]:
 def _field(gr: Any, name: str) -> Any:
     label = _FIELD_LABELS[name]
     if name == "amount":
-        return gr.Number(label=label, minimum=0, precision=2, value=None)
+        return gr.Number(label=label, precision=2, value=None)
     if name == "card_present":
         return gr.Checkbox(label=label)
     if name == "transaction_id":
@@ -379,15 +388,15 @@ def _field(gr: Any, name: str) -> Any:
 
 def _queue_screen(gr: Any) -> dict[str, Any]:
     parts: dict[str, Any] = {}
-    with gr.Row(equal_height=True):
+    with gr.Row():
         parts["status"] = gr.Dropdown(
-            ["any", *CASE_STATUSES], value="open", label="Status", scale=2
+            ["any", *CASE_STATUSES], value="any", label="Status", scale=2
         )
         parts["decision"] = gr.Dropdown(
             ["any", "review", "block"], value="any", label="Decision", scale=1
         )
-        parts["min_score"] = gr.Number(label="Risk from", value=0, minimum=0, maximum=100)
-        parts["max_score"] = gr.Number(label="Risk to", value=100, minimum=0, maximum=100)
+        parts["min_score"] = gr.Number(label="Risk from", value=0)
+        parts["max_score"] = gr.Number(label="Risk to", value=100)
         parts["page_size"] = gr.Dropdown(PAGE_SIZES, value=25, label="Per page", scale=1)
         parts["refresh"] = gr.Button("Refresh", scale=1, elem_id="queue-refresh")
     parts["table"] = gr.Dataframe(
@@ -397,11 +406,11 @@ def _queue_screen(gr: Any) -> dict[str, Any]:
         label="Cases, newest first (click a row to open it)",
         elem_id="queue-table",
     )
-    with gr.Row(equal_height=True):
+    with gr.Row():
         parts["previous"] = gr.Button("Previous page", size="sm")
         parts["page_info"] = gr.Markdown(elem_id="page-info")
         parts["next"] = gr.Button("Next page", size="sm")
-    with gr.Row(equal_height=True):
+    with gr.Row():
         parts["case_id"] = gr.Textbox(
             label="Case id", placeholder="CASE-…, then Enter", scale=3, elem_id="queue-case-id"
         )
@@ -411,7 +420,7 @@ def _queue_screen(gr: Any) -> dict[str, Any]:
 
 def _case_screen(gr: Any) -> dict[str, Any]:
     parts: dict[str, Any] = {}
-    with gr.Row(equal_height=True):
+    with gr.Row():
         parts["case_id"] = gr.Textbox(
             label="Case id", placeholder="CASE-…, then Enter", scale=3, elem_id="case-id"
         )
@@ -426,13 +435,11 @@ def _case_screen(gr: Any) -> dict[str, Any]:
     parts["message"] = gr.Markdown(elem_id="case-message")
     with gr.Row():
         with gr.Column(scale=3):
-            parts["evidence"] = gr.Markdown(label="Evidence", elem_id="case-evidence")
+            parts["evidence"] = gr.HTML(elem_id="case-evidence")
         with gr.Column(scale=2):
             parts["audit"] = gr.Markdown(elem_id="audit-status")
-            parts["timeline"] = gr.Dataframe(
-                headers=["At", "Event", "Detail"], interactive=False, wrap=True,
-                label="Timeline",
-            )
+            gr.Markdown("#### Timeline")
+            parts["timeline"] = gr.Markdown(elem_id="case-timeline")
             gr.Markdown("#### Notes")
             parts["notes"] = gr.Markdown(elem_id="case-notes")
             parts["note_text"] = gr.Textbox(label="New note", lines=2, max_length=5000)
@@ -442,7 +449,7 @@ def _case_screen(gr: Any) -> dict[str, Any]:
 
 def _overview_screen(gr: Any) -> dict[str, Any]:
     parts: dict[str, Any] = {}
-    with gr.Row(equal_height=True):
+    with gr.Row():
         parts["period"] = gr.Radio(list(PERIODS), value="Last 7 days", label="Period", scale=3)
         parts["refresh"] = gr.Button("Refresh", scale=1, elem_id="overview-refresh")
     parts["message"] = gr.Markdown()
@@ -466,9 +473,8 @@ def _overview_screen(gr: Any) -> dict[str, Any]:
 
 def _scenario_filler(name: str) -> Any:
     def fill() -> list[Any]:
-        scenario = {**SCENARIOS[name]}
-        return [scenario.get(field, "" if field != "card_present" else False)
-                for field in FORM_FIELDS]
+        scenario = {"currency": "USD", "card_present": False, **SCENARIOS[name]}
+        return [scenario.get(field, "") for field in FORM_FIELDS]
 
     fill.__name__ = f"fill_{name}"
     return fill
@@ -544,8 +550,8 @@ async def _analysis(
             checks="\n".join(f"- **{problem}**" for problem in problems),
         )
         return
-    steps = [f"✅ Fields checked: {payload['transaction_id']}"]
-    yield _analysis_view(gr, progress=_steps(steps, "⏳ Sending to the agent…"))
+    steps = [f"✓ Fields checked: {payload['transaction_id']}"]
+    yield _analysis_view(gr, progress=_steps(steps, "… sending to the agent"))
 
     result: dict[str, Any] | None = None
     reasoning = ""
@@ -555,11 +561,11 @@ async def _analysis(
             yield _analysis_view(
                 gr, progress=_steps(steps), reasoning=_reasoning(reasoning)
             )
-    except EndpointMissing:
-        # No streaming route on this API: one call, then the evidence it returns.
+    except StreamUnavailable:
+        # This API cannot stream: one call, then the evidence it returns.
         yield _analysis_view(
-            gr, progress=_steps(steps, "⏳ Tools running: transaction risk, identity, "
-                                      "geolocation…")
+            gr, progress=_steps(steps, "… tools running: transaction risk, identity, "
+                                      "geolocation")
         )
         try:
             result = await api.analyze(payload)
@@ -572,11 +578,11 @@ async def _analysis(
         yield _analysis_view(gr, progress=_steps(steps, _error_text(error, "analyse")))
         return
     if result is None:
-        yield _analysis_view(gr, progress=_steps(steps, "❌ The stream ended with no decision."))
+        yield _analysis_view(gr, progress=_steps(steps, "✗ The stream ended with no decision."))
         return
 
     steps.append(
-        f"✅ Decision: **{str(result['decision']).upper()}** at "
+        f"✓ Decision: **{str(result['decision']).upper()}** at "
         f"{float(result['risk_score']):.0f}/100"
     )
     case_id = next(
@@ -603,21 +609,28 @@ def _apply_event(
     kind, data = event.kind.lower(), event.data
     tool = views.tool_name(str(data.get("tool", "")))
     if kind in ("tool_call", "tool_started", "tool_start"):
-        steps.append(f"⏳ {tool} running…")
+        steps.append(f"… {tool} running")
     elif kind in ("tool_result", "tool_done", "evidence"):
         found = data.get("evidence") if isinstance(data.get("evidence"), dict) else data
         line = _evidence_line(str(data.get("tool", "")), found)
-        running = f"⏳ {tool} running…"
+        running = f"… {tool} running"
         if running in steps:
             steps[steps.index(running)] = line
         else:
             steps.append(line)
-    elif kind in ("reasoning", "reasoning_delta", "token", "text"):
-        reasoning += str(data.get("text") or data.get("delta") or "")
+    elif kind == "policy":
+        steps.append(
+            f"✓ Policy: {str(data.get('decision', '?')).upper()} at "
+            f"{float(data.get('risk_score', 0)):.0f}/100; waiting for the explanation"
+        )
+    elif kind in ("reasoning", "answer"):
+        if kind == "answer" and "\n\n**Answer:** " not in reasoning:
+            reasoning += "\n\n**Answer:** "
+        reasoning += str(data.get("text") or "")
     elif kind in ("decision", "result"):
         result = data.get("result") if isinstance(data.get("result"), dict) else data
     elif kind == "error":
-        steps.append(f"❌ {data.get('detail') or data.get('text') or 'the agent failed'}")
+        steps.append(f"✗ {data.get('detail') or data.get('text') or 'the agent failed'}")
     return result, reasoning
 
 
@@ -627,17 +640,17 @@ def _evidence_steps(result: dict[str, Any]) -> list[str]:
     ]
     latency = result.get("latency_ms") or {}
     if latency.get("evidence") is not None:
-        steps.append(f"✅ Evidence gathered in {float(latency['evidence']):,.0f} ms")
+        steps.append(f"✓ Evidence gathered in {float(latency['evidence']):,.0f} ms")
     return steps
 
 
 def _evidence_line(tool: str, found: dict[str, Any]) -> str:
     if found.get("status", "ok") != "ok":
-        return f"⚠️ {views.tool_name(tool)}: unavailable ({found.get('error') or 'no answer'})"
+        return f"! {views.tool_name(tool)}: unavailable ({found.get('error') or 'no answer'})"
     signals = found.get("signals") or []
     points = sum(float(s.get("points", 0)) for s in signals)
     return (
-        f"✅ {views.tool_name(tool)}: {points:+.0f} points from {len(signals)} "
+        f"✓ {views.tool_name(tool)}: {points:+.0f} points from {len(signals)} "
         f"signal{'s' if len(signals) != 1 else ''}"
     )
 
@@ -712,7 +725,7 @@ async def _case_view(
     try:
         case = await api.case(case_id)
     except ApiError as error:
-        return (case_id, "", "", [], "", "", hidden, hidden,
+        return (case_id, "", "", "", "", "", hidden, hidden,
                 _error_text(error, f"open case {case_id}"), "")
     audit, pdf, html = await asyncio.gather(
         _audit_line(api), _report_file(gr, api, case, "pdf", reports_dir),
@@ -721,8 +734,8 @@ async def _case_view(
     return (
         case_id,
         views.case_header_html(case),
-        views.evidence_markdown((case.get("evidence") or {}).get("evidence") or {}),
-        views.timeline_rows(case),
+        views.evidence_html((case.get("evidence") or {}).get("evidence") or {}),
+        views.timeline_markdown(case),
         audit,
         views.notes_markdown(case),
         pdf,
@@ -807,7 +820,7 @@ async def _queue_page(
     rows = [
         [
             item.get("case_id"),
-            views.short_time(item.get("created_at")),
+            views.short_time(item.get("created_at"), seconds=True),
             item.get("customer_id"),
             str(item.get("decision", "")).upper(),
             round(float(item.get("risk_score", 0))),
@@ -867,8 +880,10 @@ async def _overview(api: FraudlineClient, period: str) -> tuple[Any, ...]:
 
 
 def _error_text(error: ApiError, doing: str) -> str:
+    if isinstance(error, Unauthorized) and error.status == 403:
+        return f"✗ Could not {doing}: your key's role may not ({error.detail})."
     if isinstance(error, Unauthorized):
-        return f"❌ Could not {doing}: the API wants an API key. Sign in at the top."
+        return f"✗ Could not {doing}: the API wants an API key. Sign in at the top."
     if isinstance(error, Unreachable):
-        return f"❌ Could not {doing}: {error.detail}"
-    return f"❌ Could not {doing}: {error.detail} (HTTP {error.status})"
+        return f"✗ Could not {doing}: {error.detail}"
+    return f"✗ Could not {doing}: {error.detail} (HTTP {error.status})"

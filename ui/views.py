@@ -97,7 +97,8 @@ def decision_html(result: dict[str, Any]) -> str:
         f'<div style="margin-top:8px;font-size:15px">Transaction '
         f"<b>{escape(str(result.get('transaction_id', '')))}</b> of "
         f"<b>{escape(str(result.get('customer_id', '')))}</b></div>"
-        f'<div style="color:{_MUTED};font-size:13px">risk {escape(str(result.get("risk_level", "")))}'
+        f'<div style="color:{_MUTED};font-size:13px">'
+        f'risk {escape(str(result.get("risk_level", "")))}'
         f" · policy {escape(str(result.get('policy_version', '')))}{latency}</div></div></div>"
         f'<h4 style="margin:10px 0 4px">Reasons</h4>'
         f'<ul style="margin:0 0 0 18px;font-size:15px;line-height:1.45">{reason_items}</ul>'
@@ -148,29 +149,37 @@ def travel_map_html(geolocation: dict[str, Any] | None) -> str:
     return f'<div data-testid="travel-map">{svg}{_travel_caption(details)}</div>'
 
 
-def evidence_markdown(evidence: dict[str, Any]) -> str:
-    """Each tool's status, points and signals, one section per tool."""
+def evidence_html(evidence: dict[str, Any]) -> str:
+    """Each tool's status, points and signals, one table per tool."""
     sections = []
     for tool, found in evidence.items():
         signals = found.get("signals") or []
         points = sum(float(s.get("points", 0)) for s in signals)
         if found.get("status") != "ok":
             sections.append(
-                f"### {tool_name(tool)}: unavailable\n\n{_cell(found.get('error') or '')}"
+                f"<h4 style='margin:12px 0 4px'>{escape(tool_name(tool))}: unavailable</h4>"
+                f"<p>{escape(str(found.get('error') or ''))}</p>"
             )
             continue
-        rows = "\n".join(
-            f"| {_cell(s.get('code'))} | {_cell(s.get('text'))} | "
-            f"{_cell(_value(s.get('value'), s.get('unit')))} | {float(s.get('points', 0)):+.0f} |"
+        rows = "".join(
+            f"<tr><td style='{_TD}'>{escape(str(s.get('text', '')))}</td>"
+            f"<td style='{_TD}'>{escape(_value(s.get('value'), s.get('unit')))}</td>"
+            f"<td style='{_TD}text-align:right;white-space:nowrap;font-weight:700'>"
+            f"{float(s.get('points', 0)):+.0f}</td></tr>"
             for s in signals
+        ) or f"<tr><td style='{_TD}' colspan='3'>No signal.</td></tr>"
+        sections.append(
+            f"<h4 style='margin:12px 0 4px'>{escape(tool_name(tool))}: {points:+.0f} points</h4>"
+            "<table style='width:100%;border-collapse:collapse;font-size:14px'>"
+            f"<colgroup><col><col style='width:24%'><col style='width:52px'></colgroup>"
+            f"<thead><tr><th style='{_TH}'>Finding</th><th style='{_TH}'>Value</th>"
+            f"<th style='{_TH}text-align:right'>Pts</th></tr></thead><tbody>{rows}</tbody></table>"
         )
-        table = (
-            f"| Signal | Finding | Value | Points |\n|---|---|---|---:|\n{rows}"
-            if signals
-            else "_No signal._"
-        )
-        sections.append(f"### {tool_name(tool)}: {points:+.0f} points\n\n{table}")
-    return "\n\n".join(sections) or "_No evidence recorded._"
+    return "".join(sections) or "<p>No evidence recorded.</p>"
+
+
+_TD = "border-bottom:1px solid #d0d7de;padding:5px 6px;vertical-align:top;"
+_TH = "border-bottom:2px solid #8c959f;padding:5px 6px;text-align:left;"
 
 
 def case_header_html(case: dict[str, Any]) -> str:
@@ -199,8 +208,9 @@ def case_header_html(case: dict[str, Any]) -> str:
     return (
         '<div style="display:flex;gap:18px;align-items:center;flex-wrap:wrap">'
         f"{decision_badge(str(case.get('decision', '?')), 22)}"
-        f'<span style="font-size:20px;font-weight:700">{escape(str(case.get("case_id", "")))}</span>'
-        f'<span style="font-size:16px">risk <b>{float(case.get("risk_score", 0)):.0f}</b>/100</span>'
+        '<span style="font-size:20px;font-weight:700">'
+        f'{escape(str(case.get("case_id", "")))}</span><span style="font-size:16px">'
+        f'risk <b>{float(case.get("risk_score", 0)):.0f}</b>/100</span>'
         f'<span data-testid="case-status" style="font-size:16px;padding:2px 10px;'
         f'border:1px solid #8c959f;border-radius:12px">{escape(STATUS_NAMES.get(status, status))}'
         f"</span><span>{label_text}</span></div>"
@@ -209,13 +219,16 @@ def case_header_html(case: dict[str, Any]) -> str:
     )
 
 
-def timeline_rows(case: dict[str, Any]) -> list[list[str]]:
-    """The case's timeline as table rows: time, event, detail."""
-    return [
-        [short_time(event.get("at")), str(event.get("kind", "")).replace("_", " "),
-         str(event.get("detail", ""))]
-        for event in case.get("timeline") or []
-    ]
+def timeline_markdown(case: dict[str, Any]) -> str:
+    """The case's timeline, oldest first, one line per event."""
+    events = case.get("timeline") or []
+    if not events:
+        return "_No events yet._"
+    return "\n".join(
+        f"- {short_time(e.get('at'))} · **{_cell(str(e.get('kind', '')).replace('_', ' '))}**"
+        + (f": {_cell(e.get('detail'))}" if e.get("detail") else "")
+        for e in events
+    )
 
 
 def notes_markdown(case: dict[str, Any]) -> str:
@@ -269,7 +282,8 @@ def kpi_html(summary: dict[str, Any], quality: dict[str, Any] | None) -> str:
         + "".join(
             '<div style="border:1px solid #d0d7de;border-radius:8px;padding:8px 12px">'
             f'<div style="color:{_MUTED};font-size:13px">{escape(name)}</div>'
-            f'<div style="font-size:22px;font-weight:700">{escape(value)}</div></div>'
+            f'<div data-kpi="{escape(name)}" style="font-size:22px;font-weight:700">'
+            f"{escape(value)}</div></div>"
             for name, value in tiles
         )
         + "</div>"
@@ -291,15 +305,15 @@ def quality_rows(quality: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
-def short_time(value: Any) -> str:
-    """An ISO time as "2026-03-10 15:30 UTC"; anything else as it is."""
+def short_time(value: Any, *, seconds: bool = False) -> str:
+    """An ISO time as "2026-03-10 15:30 UTC" (or 15:30:07); anything else as it is."""
     if not value:
         return ""
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def _note(text: str) -> str:
@@ -408,7 +422,7 @@ def _route(
     """The great-circle path, split where it crosses the date line."""
     a = _unit_vector(start["latitude"], start["longitude"])
     b = _unit_vector(end["latitude"], end["longitude"])
-    omega = math.acos(max(-1.0, min(1.0, sum(p * q for p, q in zip(a, b)))))
+    omega = math.acos(max(-1.0, min(1.0, sum(p * q for p, q in zip(a, b, strict=True)))))
     segments: list[list[tuple[float, float]]] = [[]]
     last_lon: float | None = None
     for step in range(steps + 1):
@@ -418,7 +432,7 @@ def _route(
         else:
             wa = math.sin((1 - t) * omega) / math.sin(omega)
             wb = math.sin(t * omega) / math.sin(omega)
-            point = tuple(wa * p + wb * q for p, q in zip(a, b))
+            point = tuple(wa * p + wb * q for p, q in zip(a, b, strict=True))
         lat = math.degrees(math.atan2(point[2], math.hypot(point[0], point[1])))
         lon = math.degrees(math.atan2(point[1], point[0]))
         if last_lon is not None and abs(lon - last_lon) > 180:

@@ -17,7 +17,9 @@ NOW = datetime(2026, 3, 10, 15, 30, tzinfo=timezone.utc)
 @pytest.fixture
 def agent(tmp_db_url: str) -> Agent:
     seed_demo_history(tmp_db_url, now=NOW)
-    return Agent(AgentConfig(explain_mode="never"), LocalToolbox(tmp_db_url))
+    # A generous timeout: a loaded machine must not turn slowness into a review.
+    config = AgentConfig(explain_mode="never", tool_timeout_s=120)
+    return Agent(config, LocalToolbox(tmp_db_url))
 
 
 def _scenario(name: str, **changes: object) -> Transaction:

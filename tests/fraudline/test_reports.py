@@ -10,7 +10,14 @@ from pypdf import PdfReader
 
 from fraudline.errors import InvalidInput
 from fraudline.records import TimelineEvent
-from fraudline.reports import build_report, media_type, render_html, render_pdf
+from fraudline.reports import (
+    build_report,
+    media_type,
+    percentile,
+    render_html,
+    render_pdf,
+    summarize_period,
+)
 from fraudline.schemas import (
     Action,
     DecisionResult,
@@ -119,3 +126,42 @@ def test_unknown_format_is_rejected_with_the_supported_ones() -> None:
     assert media_type("pdf") == "application/pdf"
     with pytest.raises(InvalidInput, match="use json, html or pdf"):
         media_type("docx")
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    values = [10.0, 20.0, 30.0, 40.0]
+
+    assert percentile(values, 50) == 25.0
+    assert percentile(values, 90) == pytest.approx(37.0)
+    assert percentile(values, 100) == 40.0
+    assert percentile([7.5], 99) == 7.5
+
+
+def test_percentile_of_nothing_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="no values"):
+        percentile([], 50)
+
+
+def test_summary_counts_a_reason_once_per_decision() -> None:
+    summary = summarize_period(
+        since=datetime(2026, 1, 1, tzinfo=UTC),
+        until=datetime(2026, 2, 1, tzinfo=UTC),
+        generated_at=datetime(2026, 2, 1, tzinfo=UTC),
+        decisions=[
+            ("block", 12.0, "impossible_travel impossible_travel", "v1"),
+            ("approve", None, "", "v2"),
+        ],
+        case_statuses={"open": 1},
+        top=5,
+    )
+
+    assert summary["top_reasons"] == [{"code": "impossible_travel", "count": 1, "share": 0.5}]
+    assert summary["latency_ms"] == {
+        "count": 1,
+        "p50": 12.0,
+        "p90": 12.0,
+        "p95": 12.0,
+        "p99": 12.0,
+        "max": 12.0,
+    }
+    assert summary["policy_versions"] == {"v1": 1, "v2": 1}

@@ -16,6 +16,7 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL_DIR = PROJECT_ROOT / "var" / "models" / "tiny"
+MCP_TOKEN = "graph-test-token-0123456789"
 
 
 def free_port() -> int:
@@ -40,6 +41,7 @@ class RunningApp:
     url: str
     inbox: Inbox
     database_url: str
+    metrics_url: str
 
     def wait_for_emails(self, count: int, timeout_s: float = 30) -> list[Message]:
         deadline = time.monotonic() + timeout_s
@@ -91,14 +93,19 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
     smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     http_port = free_port()
+    metrics_port = free_port()
 
     # ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
+    # address="local": never join a cluster someone else left running.
     ray.init(
+        address="local",
         _node_ip_address="127.0.0.1",
         num_cpus=8,
         include_dashboard=False,
         configure_logging=False,
         runtime_env={"env_vars": {"VLLM_HOST_IP": "127.0.0.1"}},
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": http_port})
@@ -112,14 +119,21 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
                     "recipients": ["fraud-team@localhost"],
                     "delivery_interval_s": 1,
                 },
-                "agent": {"model_timeout_s": 60},
+                # Generous: CI machines are small and busy.
+                "agent": {"model_timeout_s": 120, "tool_timeout_s": 30},
+                "mcp": {"token": MCP_TOKEN},
                 "llm": tiny_llm_args(model_dir),
             }
         )
         serve.run(app, name="fraudline", route_prefix="/")
         url = f"http://127.0.0.1:{http_port}"
         _wait_healthy(url)
-        yield RunningApp(url=url, inbox=inbox, database_url=database_url)
+        yield RunningApp(
+            url=url,
+            inbox=inbox,
+            database_url=database_url,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        )
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -299,12 +299,15 @@ async def test_official_client_with_wrong_token_cannot_connect(served: Served) -
     assert refused.group_contains(MCPError, match="error response")
 
 
-async def test_foreign_host_header_is_refused(served: Served) -> None:
+@pytest.mark.parametrize("protocol", [None, "2026-07-28"])
+async def test_foreign_host_header_is_refused(served: Served, protocol: str | None) -> None:
     headers = {
         "Authorization": f"Bearer {TOKEN}",
         "Accept": "application/json, text/event-stream",
         "Host": "attacker.example:8000",
     }
+    if protocol is not None:
+        headers["MCP-Protocol-Version"] = protocol
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 
     async with httpx2.AsyncClient(timeout=10) as http:

@@ -78,14 +78,14 @@ def _two_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app's /mcp URL; starts Ray only when no other fixture has."""
-    ray = pytest.importorskip("ray")
-    from ray import serve
-
-    from serve_app.app import build_app
     from serve_app.config import AppConfig
 
     if "mcp" not in AppConfig.model_fields:
         pytest.skip("the ingress does not serve MCP yet (AppConfig has no `mcp` settings)")
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    from serve_app.app import build_app
 
     started_here = not ray.is_initialized()
     if started_here:

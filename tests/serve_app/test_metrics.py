@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fraudline.schemas import DecisionResult, Explanation
+from fraudline.schemas import DecisionResult, Explanation, Reason
 from serve_app.metrics import LATENCY_BUCKETS_MS, RISK_SCORE_BUCKETS, ServeMetrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "monitoring" / "grafana-dashboard.json"
@@ -130,14 +130,12 @@ def test_tool_failures_are_counted_by_tool_and_kind(
 
 def test_unknown_tool_failure_kind_is_rejected_naming_it(metrics: ServeMetrics) -> None:
     with pytest.raises(ValueError, match="'crash'"):
-        metrics.tool_failed("identity", "crash")  # type: ignore[arg-type]
+        metrics.tool_failed("identity", "crash")
 
 
-def test_model_call_counts_tokens_and_escalation(
-    metrics: ServeMetrics, registry: FakeRegistry
-) -> None:
-    metrics.model_called("ok", prompt_tokens=812, completion_tokens=96, escalated=True)
-    metrics.model_called("unavailable", prompt_tokens=0, completion_tokens=0, escalated=False)
+def test_model_call_counts_its_tokens(metrics: ServeMetrics, registry: FakeRegistry) -> None:
+    metrics.model_called("ok", prompt_tokens=812, completion_tokens=96)
+    metrics.model_called("unavailable", prompt_tokens=0, completion_tokens=0)
 
     assert registry.metrics["fraudline_model_calls"].points == [
         (1, {"status": "ok"}),
@@ -147,6 +145,18 @@ def test_model_call_counts_tokens_and_escalation(
         (812, {"kind": "prompt"}),
         (96, {"kind": "completion"}),
     ]
+
+
+def test_escalations_are_counted_from_the_decisions(
+    metrics: ServeMetrics, registry: FakeRegistry
+) -> None:
+    escalated = result("review", 30, evidence=2.0, total=5.0)
+    escalated.reasons.append(
+        Reason(code="model_escalation", text="asked for review", tool="model", points=0)
+    )
+
+    metrics.record_decisions([escalated, result("approve", 10, evidence=2.0, total=5.0)])
+
     assert registry.metrics["fraudline_model_escalations"].points == [(1, {})]
 
 
@@ -156,7 +166,7 @@ def test_ray_metrics_record_outside_a_cluster_without_starting_ray() -> None:
 
     real.record_decisions([result("block", 91, evidence=2.0, total=5.0)])
     real.tool_failed("identity", "error")
-    real.model_called("ok", 10, 5, escalated=False)
+    real.model_called("ok", 10, 5)
 
     assert ray.is_initialized() is False
 
