@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -57,7 +57,7 @@ async def ceiling(count: int, batch_size: int) -> dict[str, float]:
     """The agent and real tools in-process, with a fresh SQLite store."""
     folder = tempfile.mkdtemp(prefix="fraudline-bench-")
     url = f"sqlite:///{folder}/bench.db"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     seed_demo_history(url, now=now - timedelta(hours=4))
     agent = Agent(AgentConfig(explain_mode="never"), LocalToolbox(url))
     items = [Transaction.model_validate(raw) for raw in synthetic(count, now)]
@@ -72,7 +72,7 @@ async def ceiling(count: int, batch_size: int) -> dict[str, float]:
 async def offered_load(url: str, rate: float, duration_s: float) -> dict[str, Any]:
     """Open-loop load: requests start on schedule whether or not earlier ones ended."""
     total = int(rate * duration_s)
-    bodies = synthetic(total, datetime.now(timezone.utc))
+    bodies = synthetic(total, datetime.now(UTC))
     latencies: list[float] = []
     codes: dict[int, int] = {}
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
@@ -110,7 +110,7 @@ async def offered_load(url: str, rate: float, duration_s: float) -> dict[str, An
 
 
 def batch_endpoint(url: str, count: int, batch_size: int) -> dict[str, float]:
-    bodies = synthetic(count, datetime.now(timezone.utc))
+    bodies = synthetic(count, datetime.now(UTC))
     with httpx.Client(base_url=url, timeout=120) as client:
         client.post("/v1/analyze/batch", json={"transactions": bodies[:batch_size]})
         started = time.perf_counter()

@@ -9,11 +9,12 @@ in tests.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,7 @@ from deployments.llm import (
     parse_assessment,
     should_explain,
 )
+from deployments.registry import TOOLS, openai_tools
 from fraudline.errors import StoreUnavailable
 from fraudline.policy import (
     PolicyConfig,
@@ -39,12 +41,14 @@ from fraudline.schemas import (
     DecisionResult,
     Evidence,
     Explanation,
+    Reason,
     Transaction,
 )
 
 logger = logging.getLogger(__name__)
 
 EVIDENCE_TOOLS = ("transaction_risk", "identity", "geolocation")
+ACCOUNT_ON_HOLD = "account_on_hold"
 
 
 class Toolbox(Protocol):
@@ -60,6 +64,11 @@ class Toolbox(Protocol):
 
     async def stored_decision(self, transaction_id: str) -> DecisionResult | None: ...
 
+    async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]: ...
+
+
+ToolCall = tuple[str, str]
+"""A model's function call: (tool name, arguments as JSON text)."""
 
 DeltaSink = Callable[[str, str], None]
 """Receives streamed model text as (kind, text); kind is "reasoning" or "answer"."""
@@ -78,6 +87,13 @@ class Explainer(Protocol):
         on_delta: DeltaSink | None = None,
     ) -> str | None: ...
 
+    async def choose_tools(
+        self,
+        messages: list[dict[str, str]],
+        tools: list[dict[str, Any]],
+        max_tokens: int,
+    ) -> list[ToolCall]: ...
+
 
 class Observer(Protocol):
     """Receives what the agent did, for metrics."""
@@ -93,6 +109,12 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    mode: Literal["playbook", "tool_calling"] = Field(
+        default="playbook",
+        description="playbook: every evidence tool, then the model's assessment. "
+        "tool_calling: the model also picks tools to consult before it assesses.",
+    )
+    max_tool_steps: int = Field(default=3, ge=1, le=6)
     explain_mode: ExplainMode = "grey_zone"
     tool_timeout_s: float = Field(default=5.0, gt=0)
     model_timeout_s: float = Field(default=20.0, gt=0)
@@ -134,6 +156,14 @@ class Agent:
             return []
         started = time.perf_counter()
 
+        holds = await self._holds(batch)
+        if holds:
+            return await self._decide_with_holds(batch, holds, explain, started)
+        return await self._decide_fresh(batch, explain, started)
+
+    async def _decide_fresh(
+        self, batch: list[Transaction], explain: bool, started: float
+    ) -> list[DecisionResult]:
         evidence = await self._gather_evidence(batch)
         evidence_ms = _ms_since(started)
 
@@ -153,6 +183,51 @@ class Agent:
         ]
         return await self._finish(batch, results, started)
 
+    async def _holds(self, batch: list[Transaction]) -> dict[str, Any]:
+        customers = sorted({tx.customer_id for tx in batch})
+        try:
+            return await asyncio.wait_for(
+                self._tools.active_holds(customers, datetime.now(UTC)),
+                self._config.tool_timeout_s,
+            )
+        except Exception as exc:
+            # Without knowing the holds, no decision is safe to give out.
+            logger.exception("reading account holds failed")
+            raise StoreUnavailable("account holds could not be read") from exc
+
+    async def _decide_with_holds(
+        self,
+        batch: list[Transaction],
+        holds: dict[str, Any],
+        explain: bool,
+        started: float,
+    ) -> list[DecisionResult]:
+        """Blocks held customers' payments at once; the rest are decided as usual."""
+        free = [tx for tx in batch if tx.customer_id not in holds]
+        decided = iter(await self._decide_fresh(free, explain, started) if free else [])
+        held = [tx for tx in batch if tx.customer_id in holds]
+        on_hold = iter(await self._finish(
+            held, [self._on_hold(tx, holds[tx.customer_id]) for tx in held], started
+        ))
+        return [
+            next(on_hold) if tx.customer_id in holds else next(decided) for tx in batch
+        ]
+
+    def _on_hold(self, tx: Transaction, hold: Any) -> DecisionResult:
+        until = hold.until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        reason = Reason(
+            code=ACCOUNT_ON_HOLD,
+            text=f"Account on hold until {until} after case {hold.case_id}.",
+            tool="policy",
+            points=0.0,
+        )
+        outcome = PolicyOutcome("block", 100.0, (reason,))
+        return self._result(
+            tx, {}, outcome,
+            Explanation(text=f"Blocked: account on hold until {until}."),
+            {"evidence": 0.0, "policy": 0.0, "model": 0.0},
+        )
+
     async def decide_stream(self, transaction: Transaction) -> AsyncIterator[dict[str, Any]]:
         """Decides one transaction, telling each step as it happens.
 
@@ -162,6 +237,11 @@ class Agent:
         """
         tx = _with_timestamp(transaction)
         started = time.perf_counter()
+        holds = await self._holds([tx])
+        if holds:
+            [result] = await self._decide_with_holds([tx], holds, True, started)
+            yield {"event": "decision", "result": result.model_dump(mode="json")}
+            return
         for tool in EVIDENCE_TOOLS:
             yield {"event": "tool_call", "tool": tool}
         pending = {
@@ -233,7 +313,7 @@ class Agent:
             evidence=found,
             explanation=explanation,
             policy_version=self._config.policy.version,
-            decided_at=datetime.now(timezone.utc),
+            decided_at=datetime.now(UTC),
             latency_ms=latency_ms,
         )
 
@@ -322,6 +402,8 @@ class Agent:
     ) -> Assessment | None:
         assert self._explainer is not None
         messages = assessment_messages(tx, outcome, evidence)
+        if self._config.mode == "tool_calling":
+            messages = await self._consult_tools(messages, evidence)
         try:
             text = await asyncio.wait_for(
                 self._explainer.complete(
@@ -336,6 +418,47 @@ class Agent:
             logger.exception("model failed for %s", tx.transaction_id)
             return None
         return parse_assessment(text)
+
+    async def _consult_tools(
+        self, messages: list[dict[str, Any]], evidence: dict[str, Evidence]
+    ) -> list[dict[str, Any]]:
+        """Lets the model call evidence tools by name before it assesses.
+
+        The answers are the evidence the policy already used, whatever arguments
+        the model wrote: the model chooses what to read, never what is true, so
+        text in a payment cannot change the decision, the tools the policy ran or
+        who is alerted. Arguments that break the tool's schema get a tool error.
+        """
+        assert self._explainer is not None
+        specs = [spec for spec in TOOLS if spec.deployment in EVIDENCE_TOOLS]
+        by_name = {spec.name: spec for spec in specs}
+        transcript = list(messages)
+        for step in range(self._config.max_tool_steps):
+            try:
+                calls = await asyncio.wait_for(
+                    self._explainer.choose_tools(
+                        transcript, openai_tools(specs), self._config.model_max_tokens
+                    ),
+                    self._config.model_timeout_s,
+                )
+            except Exception:
+                logger.exception("tool choice failed at step %d", step)
+                break
+            if not calls:
+                break
+            for index, (name, arguments) in enumerate(calls):
+                call_id = f"call_{step}_{index}"
+                transcript.append({
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [{"id": call_id, "type": "function",
+                                    "function": {"name": name, "arguments": arguments}}],
+                })
+                transcript.append({
+                    "role": "tool", "tool_call_id": call_id,
+                    "content": _tool_answer(by_name.get(name), arguments, evidence),
+                })
+        return transcript
 
     async def _act(
         self, batch: list[Transaction], results: list[DecisionResult]
@@ -415,10 +538,28 @@ class Agent:
             return fallback
 
 
+def _tool_answer(spec: Any, arguments: str, evidence: dict[str, Evidence]) -> str:
+    if spec is None:
+        return json.dumps({"error": "no such tool; use one of the tools offered"})
+    try:
+        spec.parse_arguments(json.loads(arguments or "{}"))
+    except (ValueError, TypeError) as error:
+        return json.dumps({"error": f"invalid arguments: {str(error)[:300]}"})
+    found = evidence[spec.deployment]
+    return json.dumps({
+        "status": found.status,
+        "signals": [
+            {"code": s.code, "text": s.text, "value": s.value, "unit": s.unit,
+             "points": s.points}
+            for s in found.signals
+        ],
+    }, default=str)
+
+
 def _with_timestamp(tx: Transaction) -> Transaction:
     if tx.timestamp is not None:
         return tx
-    return tx.model_copy(update={"timestamp": datetime.now(timezone.utc)})
+    return tx.model_copy(update={"timestamp": datetime.now(UTC)})
 
 
 def _policy_explanation(outcome: PolicyOutcome) -> str:

@@ -1,4 +1,4 @@
-"""Logs decisions: history, audit trail, a case per flagged payment, block alerts."""
+"""Logs decisions: history, audit trail, cases, block alerts, holds, customer notices."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -24,9 +24,9 @@ from fraudline.audit import (
     verify_chain,
 )
 from fraudline.db import make_engine, make_sessions
-from fraudline.errors import InvalidInput, NotFound, StoreUnavailable
-from fraudline.history import TransactionRow
-from fraudline.outbox import compose_alert
+from fraudline.errors import ConfigError, InvalidInput, NotFound, StoreUnavailable
+from fraudline.history import CustomerRow, TransactionRow
+from fraudline.outbox import ALERT, CHANNEL_KINDS, compose_alert, compose_customer_notice
 from fraudline.records import (
     CASE_TRANSITIONS,
     LABEL_STATUS,
@@ -38,7 +38,10 @@ from fraudline.records import (
     CaseRow,
     CaseSummary,
     CaseTagRow,
+    CustomerContactRow,
     DecisionRow,
+    HoldInfo,
+    HoldRow,
     OutboxRow,
     PolicyQuality,
     QualityReport,
@@ -49,7 +52,7 @@ from fraudline.records import (
     utc,
     utc_now,
 )
-from fraudline.schemas import DecisionResult, Transaction
+from fraudline.schemas import Action, DecisionResult, Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,14 @@ MAX_TAGS = 20
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 _TAG = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 _STATUS_LABEL = {status: label for label, status in LABEL_STATUS.items()}
+
+# The reason code of a payment blocked only because its customer's card is on hold.
+ACCOUNT_ON_HOLD = "account_on_hold"
+# Who placed a hold that a block placed.
+SYSTEM_ACTOR = "fraudline"
+# Holds last at most this long, whoever sets them.
+MAX_HOLD_HOURS = 24 * 90
+MAX_REASON_CHARS = 500
 
 DEPLOYMENT_DEFAULTS: dict[str, Any] = {
     # Writes are serialised on the audit chain, so more replicas add little.
@@ -82,6 +93,14 @@ class LogOutcome:
         audit_entry_id: Sequence number of the decision's audit entry.
         alert_id: The outbox alert queued for a block, else None.
         created: False when the transaction was logged before (a retry).
+        hold_id: The hold this decision placed, extended or was blocked by.
+        hold_until: When that hold ends.
+        hold_change: "placed" (a new hold), "extended" (its end moved later),
+            "kept" (the hold already lasted longer), "on_hold" (the payment was
+            blocked because of the hold); None otherwise and on a retry.
+        notification_ids: Customer notices queued in the outbox, one per channel.
+        notification_skipped: Why no customer notice was queued for a decision
+            that would get one (e.g. "no channel configured"); else None.
     """
 
     transaction_id: str
@@ -89,14 +108,25 @@ class LogOutcome:
     audit_entry_id: int
     alert_id: str | None
     created: bool
+    hold_id: str | None = None
+    hold_until: datetime | None = None
+    hold_change: str | None = None
+    notification_ids: tuple[str, ...] = ()
+    notification_skipped: str | None = None
 
 
 class FraudLogger:
-    """Writes each decision, its case and its alert in one database transaction.
+    """Writes each decision, its case, alert, hold and notices in one transaction.
 
     Every decision gets a hash-chained audit entry; every review or block gets a
     case holding the full decision as evidence; every block gets an outbox alert,
     written together with its case so that no case exists without its alert.
+    Every block also places a hold on the customer's card (or moves an active
+    hold's end later) and queues a notice to the customer per configured channel.
+
+    A block whose reason is `account_on_hold` (the agent gives it while a hold is
+    active) is logged with its audit entry and a timeline event on the hold's
+    case, but opens no case, alert, hold or notice: the hold's case covers it.
     Logging a transaction again returns what was stored the first time.
 
     Args:
@@ -104,6 +134,11 @@ class FraudLogger:
         chunk_size: Decisions written per database transaction.
         create_tables: Create missing tables on start.
         clock: Returns the current UTC time.
+        hold_hours: How long a block holds the customer's card; 0 places no holds.
+        notify_on_review: Notify customers of reviews too, not only of blocks.
+        notify_channels: Channels that can deliver customer notices: "email"
+            and/or "sms". Name only those the notifier is configured for; with
+            none, no notice is queued and the outcome says so.
     """
 
     def __init__(
@@ -113,15 +148,32 @@ class FraudLogger:
         chunk_size: int = 500,
         create_tables: bool = True,
         clock: Callable[[], datetime] = utc_now,
+        hold_hours: float = 24.0,
+        notify_on_review: bool = False,
+        notify_channels: Sequence[str] = (),
     ) -> None:
         if chunk_size < 1:
             raise InvalidInput(f"chunk_size must be 1 or more, not {chunk_size}")
+        if not 0 <= hold_hours <= MAX_HOLD_HOURS:
+            raise ConfigError(
+                f"hold_hours {hold_hours} is out of range; use 0 (no holds) to {MAX_HOLD_HOURS}"
+            )
+        if isinstance(notify_channels, str) or not set(notify_channels) <= set(CHANNEL_KINDS):
+            raise ConfigError(
+                f"notify_channels {notify_channels!r} is not a list of "
+                f"{' and/or '.join(CHANNEL_KINDS)}"
+            )
         engine = make_engine(database_url)
         if create_tables:
             ensure_schema(engine)
         self._sessions = make_sessions(engine)
         self._chunk_size = chunk_size
         self._clock = clock
+        self._policy = _LogPolicy(
+            hold=timedelta(hours=hold_hours),
+            notify_on_review=notify_on_review,
+            channels=tuple(dict.fromkeys(notify_channels)),
+        )
 
     def log_batch(self, items: Sequence[tuple[Transaction, DecisionResult]]) -> list[LogOutcome]:
         """Logs each (transaction, decision) pair; one outcome per pair, same order."""
@@ -160,7 +212,12 @@ class FraudLogger:
         with self._sessions.begin() as session:
             chain = lock_chain(session)
             known = _stored_outcomes(session, [tx.transaction_id for tx, _ in chunk])
-            rows = _NewRows()
+            fresh = [result for tx, result in chunk if tx.transaction_id not in known]
+            rows = _NewRows(
+                self._policy,
+                _current_holds(session, fresh, now),
+                _contacts(session, fresh, self._policy),
+            )
             outcomes = []
             for transaction, result in chunk:
                 outcome = known.get(transaction.transaction_id)
@@ -170,7 +227,7 @@ class FraudLogger:
                     outcomes.append(outcome)
                 else:
                     outcomes.append(_replayed(outcome))
-            rows.insert(session)
+            rows.insert(session, now)
             chain.flush()
         created = sum(outcome.created for outcome in outcomes)
         logger.debug("logged %d decisions, %d were replays", created, len(outcomes) - created)
@@ -186,8 +243,9 @@ class FraudLogger:
 
     def get_case(self, case_id: str) -> CaseRecord:
         """A case with its evidence, timeline, notes, tags, alert state and report id."""
+        now = self._clock()
         with self._sessions() as session:
-            return _case_record(session, _case_or_raise(session, case_id))
+            return _case_record(session, _case_or_raise(session, case_id), now)
 
     def recent_cases(
         self, limit: int = 50, decision: str | None = None, customer_id: str | None = None
@@ -396,7 +454,7 @@ class FraudLogger:
                 if changes:
                     case.updated_at = now
                 chain.flush()
-                record = _case_record(session, case)
+                record = _case_record(session, case, now)
         except OperationalError as error:
             raise StoreUnavailable(
                 f"records database refused the change to case {case_id} "
@@ -409,6 +467,225 @@ class FraudLogger:
     def verify_chain(self) -> ChainReport:
         """Walks the whole audit chain and the evidence it vouches for."""
         return verify_chain(self._sessions)
+
+    def active_holds(
+        self, customer_ids: Sequence[str], at: datetime | None = None
+    ) -> dict[str, HoldInfo]:
+        """The holds in force at `at` (default now) of these customers, by customer id.
+
+        One indexed query; customers without an active hold are left out.
+        """
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return {}
+        moment = utc(at) if at is not None else self._clock()
+        query = (
+            select(HoldRow)
+            .where(
+                HoldRow.customer_id.in_(wanted),
+                HoldRow.state == "active",
+                HoldRow.until > moment,
+            )
+            .order_by(HoldRow.until)
+        )
+        with self._sessions() as session:
+            # Ordered by end, so the longest hold wins should two ever be active.
+            return {row.customer_id: _hold_info(row) for row in session.scalars(query)}
+
+    def get_hold(self, customer_id: str) -> HoldInfo:
+        """The customer's hold in force now.
+
+        Raises:
+            NotFound: The customer's card is not on hold.
+        """
+        customer = _customer(customer_id)
+        hold = self.active_holds([customer]).get(customer)
+        if hold is None:
+            raise NotFound(f"customer {customer_id!r} has no active hold")
+        return hold
+
+    def release_hold(self, customer_id: str, *, actor: str, reason: str = "") -> HoldInfo | None:
+        """Ends the customer's active hold now; None when there is none.
+
+        Writes an audit entry and, when the hold came from a block, a timeline
+        event on that block's case.
+
+        Raises:
+            InvalidInput: The customer id, actor or reason is unusable.
+        """
+        who, why, customer = _actor(actor), _reason(reason), _customer(customer_id)
+
+        def change(row: HoldRow | None, now: datetime) -> _HoldChange | None:
+            if row is None:
+                return None
+            row.state, row.released_at, row.released_by = "released", now, who
+            row.release_reason, row.updated_at = why or None, now
+            fields = {"until": utc(row.until).isoformat(), "reason": why}
+            detail = f"hold {row.hold_id} released by {who}" + (f": {why}" if why else "")
+            return _HoldChange("released", fields, detail, row)
+
+        return self._change_hold(customer, who, change)
+
+    def extend_hold(
+        self,
+        customer_id: str,
+        *,
+        hours: float | None = None,
+        until: datetime | None = None,
+        actor: str,
+        reason: str = "",
+    ) -> HoldInfo:
+        """Sets when the customer's hold ends, or places a hold by hand if none runs.
+
+        Give either `hours` (the hold ends that long from now) or `until` (a
+        moment with its UTC offset). The end may be earlier than the current one
+        but must lie within the next 90 days. Writes an audit entry, and a
+        timeline event on the hold's case when it has one.
+
+        Raises:
+            InvalidInput: Neither or both of hours and until, an end outside the
+                next 90 days, or an unusable customer id, actor or reason.
+        """
+        who, why, customer = _actor(actor), _reason(reason), _customer(customer_id)
+        if (hours is None) == (until is None):
+            raise InvalidInput("give either hours or until for the hold's end, not both")
+        if until is not None and until.tzinfo is None:
+            raise InvalidInput(f"until {until.isoformat()} needs a UTC offset, e.g. +00:00")
+
+        def change(row: HoldRow | None, now: datetime) -> _HoldChange:
+            end = now + timedelta(hours=hours) if hours is not None else utc(until or now)
+            if not now < end <= now + timedelta(hours=MAX_HOLD_HOURS):
+                raise InvalidInput(
+                    f"a hold ending {_moment(end)} is not within the next "
+                    f"{MAX_HOLD_HOURS // 24} days; choose an end after {_moment(now)}"
+                )
+            before = utc(row.until) if row is not None else None
+            if row is None:
+                kind = "placed"
+                row = HoldRow(
+                    hold_id=new_id("HOLD"),
+                    customer_id=customer,
+                    state="active",
+                    placed_at=now,
+                    until=end,
+                    placed_by=who,
+                )
+            else:
+                kind = "extended" if end >= utc(row.until) else "shortened"
+                row.until, row.updated_at = end, now
+            fields = {
+                "from": before.isoformat() if before else None,
+                "until": end.isoformat(),
+                "reason": why,
+            }
+            detail = f"hold {row.hold_id} {kind} by {who} until {_moment(end)}"
+            return _HoldChange(kind, fields, detail + (f": {why}" if why else ""), row)
+
+        hold = self._change_hold(customer, who, change)
+        assert hold is not None
+        return hold
+
+    def _change_hold(
+        self,
+        customer_id: str,
+        actor: str,
+        change: Callable[[HoldRow | None, datetime], _HoldChange | None],
+    ) -> HoldInfo | None:
+        now = self._clock()
+        try:
+            with self._sessions.begin() as session:
+                chain = lock_chain(session)
+                current = session.scalars(
+                    select(HoldRow)
+                    .where(
+                        HoldRow.customer_id == customer_id,
+                        HoldRow.state == "active",
+                        HoldRow.until > now,
+                    )
+                    .order_by(HoldRow.until.desc())
+                    .limit(1)
+                ).first()
+                done = change(current, now)
+                if done is None:
+                    return None
+                row = done.row
+                if current is None:
+                    session.add(row)
+                seq = chain.append(
+                    f"hold_{done.kind}",
+                    {
+                        "actor": actor,
+                        "hold_id": row.hold_id,
+                        "customer_id": customer_id,
+                        **done.fields,
+                    },
+                    at=now,
+                    transaction_id=row.transaction_id,
+                    case_id=row.case_id,
+                )
+                if row.case_id is not None:
+                    session.add(
+                        CaseEventRow(
+                            case_id=row.case_id,
+                            at=now,
+                            kind=f"hold_{done.kind}",
+                            detail=f"{done.detail}; audit entry {seq}",
+                        )
+                    )
+                chain.flush()
+                session.flush()
+                info = _hold_info(row)
+        except OperationalError as error:
+            raise StoreUnavailable(
+                f"records database refused the change to the hold of {customer_id} "
+                f"({type(error.orig).__name__}); try again"
+            ) from error
+        logger.info("hold %s %s by an analyst", info.hold_id, done.kind)
+        return info
+
+
+@dataclass(frozen=True)
+class _HoldChange:
+    """What an analyst did to a hold: its audit kind and fields, its timeline text."""
+
+    kind: str
+    fields: dict[str, Any]
+    detail: str
+    row: HoldRow
+
+
+def _hold_info(row: HoldRow) -> HoldInfo:
+    return HoldInfo(
+        hold_id=row.hold_id,
+        customer_id=row.customer_id,
+        until=utc(row.until),
+        case_id=row.case_id,
+        state=row.state,  # type: ignore[arg-type]
+        placed_at=utc(row.placed_at),
+        placed_by=row.placed_by,
+        transaction_id=row.transaction_id,
+        released_at=utc(row.released_at) if row.released_at else None,
+        released_by=row.released_by,
+    )
+
+
+def _customer(customer_id: str) -> str:
+    value = customer_id.strip() if isinstance(customer_id, str) else ""
+    if not 1 <= len(value) <= 64 or not _NAME.fullmatch(value):
+        raise InvalidInput(
+            f"customer id {customer_id!r} is not usable; give 1-64 printable characters"
+        )
+    return value
+
+
+def _reason(reason: str) -> str:
+    # One line of printable text: it goes into timelines and the audit trail.
+    text = "".join(ch for ch in " ".join(str(reason).split()) if ch.isprintable())
+    if len(text) > MAX_REASON_CHARS:
+        raise InvalidInput(
+            f"the reason has {len(text):,} characters; keep it to {MAX_REASON_CHARS}"
+        )
+    return text
 
 
 @dataclass
@@ -473,7 +750,7 @@ def _case_or_raise(session: Session, case_id: str) -> CaseRow:
     return case
 
 
-def _case_record(session: Session, case: CaseRow) -> CaseRecord:
+def _case_record(session: Session, case: CaseRow, now: datetime) -> CaseRecord:
     case_id = case.case_id
     events = session.scalars(
         select(CaseEventRow)
@@ -487,9 +764,16 @@ def _case_record(session: Session, case: CaseRow) -> CaseRecord:
         select(CaseTagRow.tag).where(CaseTagRow.case_id == case_id).order_by(CaseTagRow.tag)
     ).all()
     alert = session.execute(
-        select(OutboxRow.alert_id, OutboxRow.state).where(OutboxRow.case_id == case_id)
+        select(OutboxRow.alert_id, OutboxRow.state).where(
+            OutboxRow.case_id == case_id, OutboxRow.kind == ALERT
+        )
     ).first()
     report_id = session.scalar(select(ReportRow.report_id).where(ReportRow.case_id == case_id))
+    hold = session.execute(
+        select(HoldRow.hold_id, HoldRow.until).where(
+            HoldRow.case_id == case_id, HoldRow.state == "active", HoldRow.until > now
+        )
+    ).first()
     return CaseRecord(
         **_summary(case).model_dump(),
         transaction=json.loads(case.transaction_json),
@@ -506,6 +790,10 @@ def _case_record(session: Session, case: CaseRow) -> CaseRecord:
         alert_id=alert.alert_id if alert else None,
         alert_state=alert.state if alert else None,
         report_id=report_id,
+        hold_id=hold.hold_id if hold else None,
+        hold_until=utc(hold.until) if hold else None,
+        # A false positive whose hold still runs: the analyst is offered its release.
+        hold_release_offered=bool(hold) and case.label == "legitimate",
     )
 
 
@@ -618,30 +906,187 @@ def _stored_outcomes(session: Session, transaction_ids: list[str]) -> dict[str, 
             DecisionRow.case_id,
             DecisionRow.audit_entry_id,
             DecisionRow.alert_id,
+            DecisionRow.hold_id,
         ).where(DecisionRow.transaction_id.in_(sorted(set(transaction_ids))))
-    )
+    ).all()
+    if not rows:
+        return {}
+    hold_ids = sorted({row.hold_id for row in rows if row.hold_id})
+    hold_ends: dict[str, datetime] = {}
+    if hold_ids:
+        hold_ends = {
+            hold_id: utc(until)
+            for hold_id, until in session.execute(
+                select(HoldRow.hold_id, HoldRow.until).where(HoldRow.hold_id.in_(hold_ids))
+            )
+        }
+    notices: dict[str, list[str]] = defaultdict(list)
+    flagged = sorted(row.transaction_id for row in rows if row.case_id)
+    if flagged:
+        for transaction_id, notice_id in session.execute(
+            select(OutboxRow.transaction_id, OutboxRow.alert_id)
+            .where(OutboxRow.transaction_id.in_(flagged), OutboxRow.kind != ALERT)
+            .order_by(OutboxRow.alert_id)
+        ):
+            notices[transaction_id].append(notice_id)
     return {
         row.transaction_id: LogOutcome(
-            row.transaction_id, row.case_id, row.audit_entry_id, row.alert_id, False
+            row.transaction_id,
+            row.case_id,
+            row.audit_entry_id,
+            row.alert_id,
+            False,
+            hold_id=row.hold_id,
+            hold_until=hold_ends.get(row.hold_id) if row.hold_id else None,
+            notification_ids=tuple(notices.get(row.transaction_id, ())),
         )
         for row in rows
     }
 
 
 def _replayed(outcome: LogOutcome) -> LogOutcome:
-    return LogOutcome(
-        outcome.transaction_id,
-        outcome.case_id,
-        outcome.audit_entry_id,
-        outcome.alert_id,
-        False,
+    return replace(outcome, created=False, hold_change=None, notification_skipped=None)
+
+
+def hold_action(outcome: LogOutcome) -> Action | None:
+    """The hold Action of one logged decision, e.g. "hold placed until 2026-02-01T14:05:00Z"."""
+    if outcome.hold_id is None or outcome.hold_until is None:
+        return None
+    until = _moment(outcome.hold_until)
+    detail = {
+        "placed": f"hold placed until {until}",
+        "extended": f"hold extended until {until}",
+        "kept": f"already on hold until {until}",
+        "on_hold": f"account on hold until {until}",
+    }.get(outcome.hold_change or "", f"on hold until {until}")
+    return Action(kind="hold", state="done", id=outcome.hold_id, detail=detail)
+
+
+def is_on_hold_block(result: DecisionResult) -> bool:
+    """Whether a decision blocks a payment only because the card is on hold."""
+    return result.decision == "block" and any(
+        reason.code == ACCOUNT_ON_HOLD for reason in result.reasons
     )
+
+
+@dataclass(frozen=True)
+class _LogPolicy:
+    """What logging does beyond the records: how long holds last, whom to notify."""
+
+    hold: timedelta
+    notify_on_review: bool
+    channels: tuple[str, ...]
+
+    def notifies(self, result: DecisionResult) -> bool:
+        if is_on_hold_block(result):
+            return False
+        return result.decision == "block" or (result.decision == "review" and self.notify_on_review)
+
+
+@dataclass
+class _HoldState:
+    """A customer's active hold while a chunk is written: read once, changed in memory."""
+
+    hold_id: str
+    customer_id: str
+    until: datetime
+    case_id: str | None
+    transaction_id: str | None
+    is_new: bool = False
+    changed: bool = False
+    placed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Contact:
+    email: str | None
+    phone: str | None
+    card_last4: str | None
+
+
+def _current_holds(
+    session: Session, results: Sequence[DecisionResult], now: datetime
+) -> dict[str, _HoldState]:
+    """The active holds of the customers these blocks concern, with lapsed ones expired."""
+    customers = sorted({r.customer_id for r in results if r.decision == "block"})
+    if not customers:
+        return {}
+    rows = session.execute(
+        select(
+            HoldRow.hold_id,
+            HoldRow.customer_id,
+            HoldRow.until,
+            HoldRow.case_id,
+            HoldRow.transaction_id,
+        )
+        .where(HoldRow.customer_id.in_(customers), HoldRow.state == "active")
+        .order_by(HoldRow.until)
+    ).all()
+    lapsed = [row.hold_id for row in rows if utc(row.until) <= now]
+    if lapsed:
+        # A lapsed hold is closed before a new one opens, so each customer has at
+        # most one active hold.
+        session.execute(
+            update(HoldRow)
+            .where(HoldRow.hold_id.in_(lapsed))
+            .values(state="expired", updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return {
+        row.customer_id: _HoldState(
+            row.hold_id, row.customer_id, utc(row.until), row.case_id, row.transaction_id
+        )
+        for row in rows
+        if utc(row.until) > now
+    }
+
+
+def _contacts(
+    session: Session, results: Sequence[DecisionResult], policy: _LogPolicy
+) -> dict[str, _Contact]:
+    """Addresses and card digits of the customers who will be notified."""
+    customers = sorted({r.customer_id for r in results if policy.notifies(r)})
+    if not customers or not policy.channels:
+        return {}
+    profiles = {
+        row.customer_id: (row.email, row.card_last4)
+        for row in session.execute(
+            select(CustomerRow.customer_id, CustomerRow.email, CustomerRow.card_last4).where(
+                CustomerRow.customer_id.in_(customers)
+            )
+        )
+    }
+    phones: dict[str, str] = {}
+    if "sms" in policy.channels:
+        phones = dict(
+            session.execute(
+                select(CustomerContactRow.customer_id, CustomerContactRow.phone).where(
+                    CustomerContactRow.customer_id.in_(customers)
+                )
+            ).all()
+        )
+    return {
+        customer_id: _Contact(
+            profiles.get(customer_id, (None, None))[0] or None,
+            phones.get(customer_id),
+            profiles.get(customer_id, (None, None))[1],
+        )
+        for customer_id in customers
+    }
 
 
 class _NewRows:
     """The rows one chunk adds, gathered so each table gets one bulk insert."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        policy: _LogPolicy,
+        holds: dict[str, _HoldState],
+        contacts: dict[str, _Contact],
+    ) -> None:
+        self._policy = policy
+        self._holds = holds
+        self._contacts = contacts
         self.transactions: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
         self.cases: list[dict[str, Any]] = []
@@ -658,26 +1103,45 @@ class _NewRows:
         result_json = result.model_dump_json()
         result_sha = sha256_hex(result_json)
         tid = transaction.transaction_id
-        case_id = new_id("CASE") if result.decision != "approve" else None
-        alert_id = new_id("ALR") if result.decision == "block" else None
+        on_hold = is_on_hold_block(result)
+        flagged = result.decision != "approve" and not on_hold
+        case_id = new_id("CASE") if flagged else None
+        alert_id = new_id("ALR") if flagged and result.decision == "block" else None
+        hold = self._holds.get(result.customer_id) if result.decision == "block" else None
 
-        seq = chain.append(
-            "decision",
-            {
-                "customer_id": result.customer_id,
-                "decision": result.decision,
-                "risk_score": result.risk_score,
-                "policy_version": result.policy_version,
-                "decided_at": utc(result.decided_at).isoformat(),
-                "reasons": [reason.code for reason in result.reasons],
-                "alert_id": alert_id,
-                "result_sha256": result_sha,
-            },
-            at=now,
-            transaction_id=tid,
-            case_id=case_id,
-        )
+        fields: dict[str, Any] = {
+            "customer_id": result.customer_id,
+            "decision": result.decision,
+            "risk_score": result.risk_score,
+            "policy_version": result.policy_version,
+            "decided_at": utc(result.decided_at).isoformat(),
+            "reasons": [reason.code for reason in result.reasons],
+            "alert_id": alert_id,
+            "result_sha256": result_sha,
+        }
+        if on_hold and hold is not None:
+            fields["hold_id"] = hold.hold_id
+        seq = chain.append("decision", fields, at=now, transaction_id=tid, case_id=case_id)
         self.transactions.append(_history_row(transaction, result))
+        outcome = LogOutcome(tid, case_id, seq, alert_id, True)
+        if case_id is not None:
+            self._add_case(transaction, result, result_json, case_id, alert_id, seq, now)
+            if alert_id is not None and self._policy.hold:
+                outcome = self._hold(outcome, result, chain, now)
+            if self._policy.notifies(result):
+                outcome = self._notify(outcome, transaction, result, now)
+        elif on_hold and hold is not None:
+            outcome = replace(
+                outcome, hold_id=hold.hold_id, hold_until=hold.until, hold_change="on_hold"
+            )
+            if hold.case_id is not None:
+                self._event(
+                    hold.case_id,
+                    now,
+                    "blocked_on_hold",
+                    f"payment {tid} blocked: hold {hold.hold_id} runs until "
+                    f"{_moment(hold.until)}; audit entry {seq}",
+                )
         self.decisions.append(
             {
                 "transaction_id": tid,
@@ -691,13 +1155,122 @@ class _NewRows:
                 "audit_entry_id": seq,
                 "case_id": case_id,
                 "alert_id": alert_id,
+                "hold_id": outcome.hold_id,
                 "latency_ms": decision_latency_ms(result.latency_ms),
                 "reason_codes": " ".join(reason.code for reason in result.reasons),
             }
         )
-        if case_id is not None:
-            self._add_case(transaction, result, result_json, case_id, alert_id, seq, now)
-        return LogOutcome(tid, case_id, seq, alert_id, True)
+        return outcome
+
+    def _hold(
+        self, outcome: LogOutcome, result: DecisionResult, chain: ChainAppender, now: datetime
+    ) -> LogOutcome:
+        """Places a hold for this block, or moves the active hold's end later."""
+        case_id = outcome.case_id
+        assert case_id is not None
+        end = now + self._policy.hold
+        hold = self._holds.get(result.customer_id)
+        if hold is None:
+            hold = _HoldState(
+                new_id("HOLD"),
+                result.customer_id,
+                end,
+                case_id,
+                outcome.transaction_id,
+                is_new=True,
+                placed_at=now,
+            )
+            self._holds[result.customer_id] = hold
+            change, before = "placed", None
+        elif end > hold.until:
+            before, previous_case = hold.until, hold.case_id
+            # The case whose block set the current end is the one a release answers to.
+            hold.until, hold.case_id, hold.transaction_id = end, case_id, outcome.transaction_id
+            hold.changed = True
+            change = "extended"
+            if previous_case is not None and previous_case != case_id:
+                self._event(
+                    previous_case,
+                    now,
+                    "hold_extended",
+                    f"hold {hold.hold_id} extended to {_moment(end)} by case {case_id}",
+                )
+        else:
+            detail = f"card already on hold until {_moment(hold.until)} ({hold.hold_id})"
+            self._event(case_id, now, "hold_kept", detail)
+            return replace(outcome, hold_id=hold.hold_id, hold_until=hold.until, hold_change="kept")
+
+        seq = chain.append(
+            f"hold_{change}",
+            {
+                "actor": SYSTEM_ACTOR,
+                "hold_id": hold.hold_id,
+                "customer_id": hold.customer_id,
+                "from": before.isoformat() if before else None,
+                "until": end.isoformat(),
+            },
+            at=now,
+            transaction_id=outcome.transaction_id,
+            case_id=case_id,
+        )
+        self._event(
+            case_id,
+            now,
+            f"hold_{change}",
+            f"card on hold until {_moment(end)} ({hold.hold_id}); audit entry {seq}",
+        )
+        return replace(outcome, hold_id=hold.hold_id, hold_until=end, hold_change=change)
+
+    def _notify(
+        self, outcome: LogOutcome, transaction: Transaction, result: DecisionResult, now: datetime
+    ) -> LogOutcome:
+        """Queues one notice per configured channel the customer can be reached on."""
+        channels = self._policy.channels
+        if not channels:
+            return replace(outcome, notification_skipped="no channel configured")
+        contact = self._contacts.get(result.customer_id, _Contact(None, None, None))
+        reachable = [
+            channel
+            for channel in channels
+            if (contact.email if channel == "email" else contact.phone)
+        ]
+        if not reachable:
+            missing = " or ".join(
+                "email address" if channel == "email" else "phone number" for channel in channels
+            )
+            return replace(outcome, notification_skipped=f"no {missing} on file")
+        assert outcome.case_id is not None
+        content = compose_customer_notice(
+            transaction, result.decision, contact.card_last4, outcome.hold_until
+        )
+        ids = []
+        for channel in reachable:
+            notice_id = new_id("NTF")
+            ids.append(notice_id)
+            email = channel == "email"
+            self.alerts.append(
+                {
+                    "alert_id": notice_id,
+                    "case_id": outcome.case_id,
+                    "transaction_id": outcome.transaction_id,
+                    "kind": CHANNEL_KINDS[channel],
+                    "customer_id": result.customer_id,
+                    "state": "queued",
+                    "subject": content.subject if email else "",
+                    "body_text": content.text if email else content.sms,
+                    "body_html": content.html if email else "",
+                    "attempts": 0,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+            )
+            self._event(
+                outcome.case_id, now, "notification_queued", f"customer {channel} {notice_id}"
+            )
+        return replace(outcome, notification_ids=tuple(ids))
+
+    def _event(self, case_id: str, at: datetime, kind: str, detail: str) -> None:
+        self.events.append({"case_id": case_id, "at": at, "kind": kind, "detail": detail})
 
     def _add_case(
         self,
@@ -723,16 +1296,12 @@ class _NewRows:
                 "evidence_json": result_json,
             }
         )
-        self.events.append(
-            {
-                "case_id": case_id,
-                "at": now,
-                "kind": "opened",
-                "detail": (
-                    f"{result.decision} at risk score {result.risk_score:g} under policy "
-                    f"{result.policy_version}; audit entry {seq}"
-                ),
-            }
+        self._event(
+            case_id,
+            now,
+            "opened",
+            f"{result.decision} at risk score {result.risk_score:g} under policy "
+            f"{result.policy_version}; audit entry {seq}",
         )
         if alert_id is None:
             return
@@ -742,6 +1311,8 @@ class _NewRows:
                 "alert_id": alert_id,
                 "case_id": case_id,
                 "transaction_id": transaction.transaction_id,
+                "kind": ALERT,
+                "customer_id": None,
                 "state": "queued",
                 "subject": content.subject,
                 "body_text": content.text,
@@ -751,27 +1322,52 @@ class _NewRows:
                 "next_attempt_at": now,
             }
         )
-        self.events.append(
-            {
-                "case_id": case_id,
-                "at": now,
-                "kind": "alert_queued",
-                "detail": f"alert {alert_id}",
-            }
-        )
+        self._event(case_id, now, "alert_queued", f"alert {alert_id}")
 
-    def insert(self, session: Session) -> None:
+    def insert(self, session: Session, now: datetime) -> None:
         if self.transactions:
             session.execute(_upsert_history(session), self.transactions)
+        new_holds = [
+            {
+                "hold_id": hold.hold_id,
+                "customer_id": hold.customer_id,
+                "state": "active",
+                "placed_at": hold.placed_at,
+                "until": hold.until,
+                "placed_by": SYSTEM_ACTOR,
+                "case_id": hold.case_id,
+                "transaction_id": hold.transaction_id,
+            }
+            for hold in self._holds.values()
+            if hold.is_new
+        ]
         # Parents before children: the foreign keys are checked on every insert.
         for table, rows in (
             (DecisionRow, self.decisions),
             (CaseRow, self.cases),
             (CaseEventRow, self.events),
+            (HoldRow, new_holds),
             (OutboxRow, self.alerts),
         ):
             if rows:
                 session.execute(table.__table__.insert(), rows)
+        for hold in self._holds.values():
+            if hold.changed and not hold.is_new:
+                session.execute(
+                    update(HoldRow)
+                    .where(HoldRow.hold_id == hold.hold_id)
+                    .values(
+                        until=hold.until,
+                        case_id=hold.case_id,
+                        transaction_id=hold.transaction_id,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+
+
+def _moment(moment: datetime) -> str:
+    return f"{utc(moment):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _upsert_history(session: Session) -> Any:

@@ -8,6 +8,7 @@ benchmark uses it to measure the scoring ceiling.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from deployments.email_alerts import EmailAlerts
@@ -65,4 +66,9 @@ class LocalToolbox:
     async def stored_decision(self, transaction_id: str) -> DecisionResult | None:
         return await asyncio.to_thread(
             self.tools["fraud_logger"].latest_decision, transaction_id
+        )
+
+    async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]:
+        return await asyncio.to_thread(
+            self.tools["fraud_logger"].active_holds, customer_ids, at
         )

@@ -8,7 +8,7 @@ now, so the scenarios give the same decisions whatever the day.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -123,7 +123,7 @@ def seed_demo_history(database_url: str, now: datetime | None = None) -> int:
 
     Returns how many transactions were added (0 when the history is fresh).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     engine = make_engine(database_url)
     create_schema(engine)
     sessions = make_sessions(engine)

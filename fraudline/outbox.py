@@ -1,4 +1,4 @@
-"""The alert outbox: alert content, claiming due rows, and sending them over SMTP."""
+"""The outbox: alert and customer notice content, claiming due rows, sending over SMTP."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ logger = logging.getLogger(__name__)
 _CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _MAX_ERROR_CHARS = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]")
+_MAX_MERCHANT_CHARS = 40
+
+ALERT = "alert"
+CUSTOMER_EMAIL = "customer_email"
+CUSTOMER_SMS = "customer_sms"
+# The outbox kind that carries each customer channel.
+CHANNEL_KINDS: dict[str, str] = {"email": CUSTOMER_EMAIL, "sms": CUSTOMER_SMS}
+KIND_CHANNELS: dict[str, str] = {kind: channel for channel, kind in CHANNEL_KINDS.items()}
 
 
 def mask_card_numbers(text: str) -> str:
@@ -110,6 +119,69 @@ def compose_alert(
     return AlertContent(subject, "\n".join(text_lines) + "\n", body_html)
 
 
+@dataclass(frozen=True)
+class NoticeContent:
+    """A customer notice: the email subject and bodies, and the SMS text."""
+
+    subject: str
+    text: str
+    html: str
+    sms: str
+
+
+def _merchant_name(merchant: str) -> str:
+    # Merchant names come from the payment request: no control or bidi characters,
+    # no card numbers, and short enough for an SMS.
+    name = " ".join(mask_card_numbers(_CONTROL.sub(" ", merchant)).split())
+    if len(name) > _MAX_MERCHANT_CHARS:
+        name = name[: _MAX_MERCHANT_CHARS - 3].rstrip() + "..."
+    return name or "a merchant"
+
+
+def _money(amount: float, currency: str) -> str:
+    code = "".join(ch for ch in currency.upper() if ch.isalpha())[:3] or "USD"
+    if code == "USD":
+        return f"${amount:,.2f}"
+    return f"{amount:,.2f} {code}"
+
+
+def compose_customer_notice(
+    transaction: Transaction,
+    decision: str,
+    card_last4: str | None,
+    hold_until: datetime | None = None,
+) -> NoticeContent:
+    """Writes the short notice a customer gets when a payment is blocked or reviewed.
+
+    It names the amount, the merchant (cleaned and cut to 40 characters) and at
+    most the card's last four digits, never more of the card number.
+    """
+    payment = f"{_money(transaction.amount, transaction.currency)} at " + _merchant_name(
+        transaction.merchant
+    )
+    last4 = card_last4 if card_last4 and re.fullmatch(r"\d{4}", card_last4) else None
+    card = f"your card ending {last4}" if last4 else "your card"
+    if decision == "block":
+        what = f"we blocked a payment of {payment} on {card}."
+        advice = "If it was you, call your bank."
+        subject = "We blocked a payment on your card"
+    else:
+        what = f"we are checking a payment of {payment} on {card}."
+        advice = "If it was not you, call your bank."
+        subject = "We are checking a payment on your card"
+    hold = sms_hold = ""
+    if hold_until is not None:
+        end = utc(hold_until)
+        hold = f" Your card is on hold until {end:%Y-%m-%d %H:%M} UTC."
+        # Shorter, so the demo's notice fits one 160-character SMS.
+        sms_hold = f" Card on hold until {end:%b} {end.day} {end:%H:%M} UTC."
+    sms = f"Fraudline: {what}{sms_hold} {advice}"
+    text = f"Fraudline: {what}{hold}\n\n{advice}\n"
+    body_html = f"<html><body><p>{html.escape(f'Fraudline: {what}{hold}')}</p>"
+    body_html += f"<p>{html.escape(advice)}</p></body></html>"
+    return NoticeContent(subject, text, body_html, sms)
+
+
 def redact_error(error: BaseException) -> str:
     """An SMTP error as text to store and log: no addresses, no card numbers."""
     text = f"{type(error).__name__}: {error}"
@@ -185,17 +257,28 @@ class SmtpConnection:
             self._smtp.close()
         self._smtp = None
 
-    def send(self, alert_id: str, subject: str, text: str, body_html: str) -> None:
-        """Sends one alert; its Message-ID carries the alert id so receivers can dedupe."""
+    def send(
+        self,
+        alert_id: str,
+        subject: str,
+        text: str,
+        body_html: str,
+        to: Sequence[str] | None = None,
+        id_header: str = "X-Fraudline-Alert-Id",
+    ) -> None:
+        """Sends one message; its Message-ID carries its id so receivers can dedupe.
+
+        It goes to `to` when given, else to the configured recipients.
+        """
         assert self._smtp is not None, "use SmtpConnection as a context manager"
         settings = self._settings
         domain = settings.sender.rpartition("@")[2] or "localhost"
         message = EmailMessage()
         message["From"] = settings.sender
-        message["To"] = ", ".join(settings.recipients)
+        message["To"] = ", ".join(to if to is not None else settings.recipients)
         message["Subject"] = subject
         message["Message-ID"] = f"<{alert_id}@{domain}>"
-        message["X-Fraudline-Alert-Id"] = alert_id
+        message[id_header] = alert_id
         message["Date"] = formatdate(usegmt=True)
         message.set_content(text)
         message.add_alternative(body_html, subtype="html")
@@ -214,6 +297,8 @@ class ClaimedAlert:
     html: str
     attempts: int
     claim_token: str
+    kind: str = ALERT
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +308,7 @@ class AlertState:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+    kind: str = ALERT
 
 
 class Outbox:
@@ -236,6 +322,8 @@ class Outbox:
         backoff_max_s: The longest wait between two attempts.
         lease_s: How long a claim lasts; a sender that dies mid-send releases
             its alerts when the lease ends, so none is lost.
+        kinds: The row kinds this outbox claims, counts and requeues; each
+            sender sees only the kinds it can deliver.
     """
 
     def __init__(
@@ -247,8 +335,10 @@ class Outbox:
         backoff_base_s: float = 30.0,
         backoff_max_s: float = 3600.0,
         lease_s: float = 300.0,
+        kinds: Sequence[str] = (ALERT,),
     ) -> None:
         self._sessions = sessions
+        self._kinds = list(kinds)
         self._clock = clock
         self.max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
@@ -259,9 +349,12 @@ class Outbox:
         """Claims up to `limit` due alerts so no other replica sends them meanwhile."""
         now = self._clock()
         token = secrets.token_hex(8)
-        due = or_(
-            and_(OutboxRow.state == "queued", OutboxRow.next_attempt_at <= now),
-            and_(OutboxRow.state == "sending", OutboxRow.claimed_until < now),
+        due = and_(
+            OutboxRow.kind.in_(self._kinds),
+            or_(
+                and_(OutboxRow.state == "queued", OutboxRow.next_attempt_at <= now),
+                and_(OutboxRow.state == "sending", OutboxRow.claimed_until < now),
+            ),
         )
         with self._sessions.begin() as session:
             query = select(OutboxRow.alert_id).where(due)
@@ -290,12 +383,14 @@ class Outbox:
                     row.body_html,
                     row.attempts,
                     token,
+                    row.kind,
+                    row.customer_id,
                 )
                 for row in rows
             ]
 
     def mark_sent(self, alert: ClaimedAlert, recipients: int) -> bool:
-        """Records a delivered alert once, with an audit entry and a timeline event."""
+        """Records a delivered message once, with an audit entry and a timeline event."""
         now = self._clock()
         with self._sessions.begin() as session:
             chain = lock_chain(session)
@@ -322,22 +417,23 @@ class Outbox:
                     alert.alert_id,
                 )
                 return False
+            if alert.kind == ALERT:
+                kind, fields = "alert_sent", {"alert_id": alert.alert_id, "recipients": recipients}
+                detail = f"alert {alert.alert_id} emailed to {recipients} recipient(s)"
+            else:
+                channel = KIND_CHANNELS.get(alert.kind, alert.kind)
+                kind = "customer_notified"
+                fields = {"notification_id": alert.alert_id, "channel": channel}
+                detail = f"customer notified by {channel} ({alert.alert_id})"
             chain.append(
-                "alert_sent",
-                {"alert_id": alert.alert_id, "recipients": recipients},
+                kind,
+                fields,
                 at=now,
                 transaction_id=alert.transaction_id,
                 case_id=alert.case_id,
             )
             chain.flush()
-            session.add(
-                CaseEventRow(
-                    case_id=alert.case_id,
-                    at=now,
-                    kind="alert_sent",
-                    detail=f"alert {alert.alert_id} emailed to {recipients} recipient(s)",
-                )
-            )
+            session.add(CaseEventRow(case_id=alert.case_id, at=now, kind=kind, detail=detail))
         return True
 
     def mark_failed(self, alert: ClaimedAlert, error: str) -> str:
@@ -365,16 +461,18 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
             if gave_up and result.rowcount:  # type: ignore[attr-defined]
+                what = "alert" if alert.kind == ALERT else "notification"
                 session.add(
                     CaseEventRow(
                         case_id=alert.case_id,
                         at=now,
-                        kind="alert_failed",
-                        detail=f"alert {alert.alert_id} not sent after {attempts} attempts",
+                        kind=f"{what}_failed",
+                        detail=f"{what} {alert.alert_id} not sent after {attempts} attempts",
                     )
                 )
         logger.warning(
-            "alert %s not sent (attempt %d of %d, %s): %s",
+            "%s %s not sent (attempt %d of %d, %s): %s",
+            alert.kind,
             alert.alert_id,
             attempts,
             self.max_attempts,
@@ -390,7 +488,10 @@ class Outbox:
                 session.scalar(
                     select(func.count())
                     .select_from(OutboxRow)
-                    .where(OutboxRow.state.in_(("queued", "sending")))
+                    .where(
+                        OutboxRow.state.in_(("queued", "sending")),
+                        OutboxRow.kind.in_(self._kinds),
+                    )
                 )
                 or 0
             )
@@ -407,6 +508,7 @@ class Outbox:
                     row.attempts,
                     utc(row.next_attempt_at),
                     row.last_error,
+                    row.kind,
                 )
                 for row in rows
             }
@@ -416,7 +518,7 @@ class Outbox:
         with self._sessions.begin() as session:
             result = session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.state == "failed")
+                .where(OutboxRow.state == "failed", OutboxRow.kind.in_(self._kinds))
                 .values(state="queued", attempts=0, next_attempt_at=self._clock())
                 .execution_options(synchronize_session=False)
             )

@@ -27,7 +27,7 @@ class PolicyConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _ordered(self) -> "PolicyConfig":
+    def _ordered(self) -> PolicyConfig:
         if not self.review_at <= self.block_at:
             raise ValueError("review_at must not be above block_at")
         if not self.grey_zone[0] <= self.grey_zone[1]:

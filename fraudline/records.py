@@ -1,12 +1,14 @@
-"""Record tables: decisions, cases, timelines, audit trail, outbox and reports."""
+"""Record tables: decisions, cases, timelines, audit trail, holds, outbox and reports."""
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     DateTime,
     Engine,
@@ -18,9 +20,10 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from fraudline.db import Base, create_schema
+from fraudline.errors import InvalidInput
 from fraudline.schemas import Decision, DecisionResult
 
 
@@ -41,6 +44,8 @@ class DecisionRow(Base):
     audit_entry_id: Mapped[int] = mapped_column(Integer)
     case_id: Mapped[str | None] = mapped_column(String(20))
     alert_id: Mapped[str | None] = mapped_column(String(20))
+    # The hold this decision placed, extended or was blocked by.
+    hold_id: Mapped[str | None] = mapped_column(String(20))
     # Copied out of result_json so period summaries read two small columns.
     latency_ms: Mapped[float | None] = mapped_column(Float)
     reason_codes: Mapped[str] = mapped_column(Text, default="")
@@ -131,7 +136,11 @@ class AuditEntryRow(Base):
 
 
 class OutboxRow(Base):
-    """An alert waiting to be emailed; written in the same transaction as its case."""
+    """A message waiting to be sent; written in the same transaction as its case.
+
+    `kind` says who gets it: "alert" goes to the fraud team, "customer_email" and
+    "customer_sms" to the customer, whose address is read when it is sent.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
@@ -139,6 +148,8 @@ class OutboxRow(Base):
     alert_id: Mapped[str] = mapped_column(String(20), primary_key=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
     transaction_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="alert", server_default="alert")
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     # queued -> sending -> sent; failed once max_attempts is spent.
     state: Mapped[str] = mapped_column(String(10), default="queued")
     subject: Mapped[str] = mapped_column(String(200))
@@ -151,6 +162,43 @@ class OutboxRow(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class HoldRow(Base):
+    """A hold on a customer's card: their payments are blocked until `until`.
+
+    At most one hold per customer is active at a time; a block while it lasts
+    moves its end, never opens a second one. Released and expired holds stay
+    as the record of what was done.
+    """
+
+    __tablename__ = "holds"
+    __table_args__ = (Index("ix_holds_active", "customer_id", "state", "until"),)
+
+    hold_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    # active -> released (by an analyst) | expired (replaced after its end).
+    state: Mapped[str] = mapped_column(String(10), default="active")
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    placed_by: Mapped[str] = mapped_column(String(100))
+    # The case whose block set the current end; None for a hold placed by hand.
+    case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_by: Mapped[str | None] = mapped_column(String(100))
+    release_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class CustomerContactRow(Base):
+    """A customer's phone number for SMS notices, in E.164 form (+15551234567)."""
+
+    __tablename__ = "customer_contacts"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ReportRow(Base):
@@ -166,6 +214,9 @@ class ReportRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
+# A phone number as SMS providers take it: +, country code, 7-15 digits in all.
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+
 CaseStatus = Literal["open", "investigating", "confirmed_fraud", "false_positive", "closed"]
 Label = Literal["fraud", "legitimate"]
 
@@ -179,6 +230,39 @@ CASE_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "closed": (),
 }
 LABEL_STATUS: dict[str, str] = {"fraud": "confirmed_fraud", "legitimate": "false_positive"}
+
+
+HoldState = Literal["active", "released", "expired"]
+
+
+class HoldInfo(BaseModel):
+    """A hold on a customer's card as the API and the agent read it.
+
+    Attributes:
+        hold_id: Id of the hold, e.g. HOLD-3F9A1C2B7D10.
+        customer_id: Whose card is held.
+        until: When the hold ends by itself (UTC).
+        case_id: The case whose block set the current end; None when placed by hand.
+        state: active, released (by an analyst) or expired.
+        placed_at: When the hold was placed.
+        placed_by: "fraudline" for a hold a block placed, else the analyst.
+        transaction_id: The payment whose block set the current end.
+        released_at: When an analyst released it.
+        released_by: Who released it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    hold_id: str
+    customer_id: str
+    until: datetime
+    case_id: str | None = None
+    state: HoldState = "active"
+    placed_at: datetime | None = None
+    placed_by: str | None = None
+    transaction_id: str | None = None
+    released_at: datetime | None = None
+    released_by: str | None = None
 
 
 class TimelineEvent(BaseModel):
@@ -234,6 +318,17 @@ class CaseRecord(CaseSummary):
     alert_id: str | None = None
     alert_state: str | None = None
     report_id: str | None = None
+    hold_id: str | None = Field(
+        default=None, description="The active hold this case's block placed, if any."
+    )
+    hold_until: datetime | None = None
+    hold_release_offered: bool = Field(
+        default=False,
+        description=(
+            "True when the case is labelled legitimate while its hold is active: "
+            "DELETE /v1/customers/{id}/hold releases it."
+        ),
+    )
 
 
 class PolicyQuality(BaseModel):
@@ -285,3 +380,24 @@ def utc(moment: datetime) -> datetime:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def save_phone_numbers(sessions: sessionmaker, phones: Mapping[str, str]) -> int:
+    """Stores customers' phone numbers for SMS notices; returns how many were written.
+
+    Raises:
+        InvalidInput: A number is not in E.164 form, e.g. +15551234567.
+    """
+    for customer_id, phone in phones.items():
+        if not isinstance(phone, str) or not E164.fullmatch(phone):
+            raise InvalidInput(
+                f"phone number of customer {customer_id!r} is not in E.164 form; "
+                "write it as + country code and number, e.g. +15551234567"
+            )
+    if not phones:
+        return 0
+    now = utc_now()
+    with sessions.begin() as session:
+        for customer_id, phone in phones.items():
+            session.merge(CustomerContactRow(customer_id=customer_id, phone=phone, updated_at=now))
+    return len(phones)

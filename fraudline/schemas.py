@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -98,17 +98,24 @@ class Transaction(BaseModel):
             )
         return value
 
-    @field_validator("merchant", "merchant_category", "location", "previous_location")
+    @field_validator(
+        "merchant", "merchant_category", "location", "previous_location", "device_id"
+    )
     @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        if value is not None and re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
+    def _printable_without_cards(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
             raise ValueError("must not contain control characters")
-        return value
+        # A card number typed into free text is masked before anything keeps it.
+        from fraudline.pii import mask_card_numbers
+
+        return mask_card_numbers(value)
 
     def occurred_at(self) -> datetime:
         """The payment's time in UTC; `timestamp` must be filled in first."""
         assert self.timestamp is not None
-        return self.timestamp.astimezone(timezone.utc)
+        return self.timestamp.astimezone(UTC)
 
 
 class Signal(BaseModel):
@@ -137,7 +144,7 @@ class Evidence(BaseModel):
         return sum(signal.points for signal in self.signals)
 
     @classmethod
-    def unavailable(cls, tool: str, error: str) -> "Evidence":
+    def unavailable(cls, tool: str, error: str) -> Evidence:
         return cls(tool=tool, status="unavailable", error=error)
 
 

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.exc import OperationalError
 
 from fraudline.errors import InvalidInput, NotFound, StoreUnavailable
 from fraudline.schemas import DecisionResult, Transaction
@@ -95,6 +97,27 @@ def create_api(
     @api.exception_handler(InvalidInput)
     async def _invalid(_request: Request, error: InvalidInput) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(error)})
+
+    @api.exception_handler(RequestValidationError)
+    async def _unprocessable(_request: Request, error: RequestValidationError) -> JSONResponse:
+        # The rejected input is not echoed back: it may hold a card number, or
+        # values (NaN, lone surrogates) that cannot be written as JSON.
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                for e in error.errors()
+            ]},
+        )
+
+    @api.exception_handler(OperationalError)
+    async def _database_down(_request: Request, _error: OperationalError) -> JSONResponse:
+        logger.warning("database unavailable")
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "store unavailable; try again shortly"},
+            headers={"Retry-After": "1"},
+        )
 
     @api.exception_handler(StoreUnavailable)
     async def _store_down(_request: Request, error: StoreUnavailable) -> JSONResponse:

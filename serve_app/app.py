@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from deployments import (
 )
 from deployments.agent import Agent
 from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
+from fraudline.pii import install_log_redaction
 from serve_app.api import create_api
+from serve_app.auth import AuthConfig, Authenticator, protect
 from serve_app.cases_api import build_cases_router
 from serve_app.config import AppConfig
 from serve_app.llm import HandleChat, HandleExplainer, build_llm_app
@@ -42,14 +45,16 @@ EVIDENCE_TOOLS = {
 }
 
 
-def _warmed(cls: type) -> type:
-    """The tool class, loading its data (gazetteer, IP ranges) when the replica starts.
+def _replica_class(cls: type) -> type:
+    """The tool class as a replica runs it: logs redacted, data loaded at start.
 
-    Otherwise the first request of each replica pays for the load.
+    Loading the gazetteer and IP ranges at start spares the first request; the
+    redaction keeps card numbers, emails and IPs out of the replica's logs.
     """
 
     class Warmed(cls):  # type: ignore[valid-type, misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            install_log_redaction()
             super().__init__(*args, **kwargs)
             warm_up = getattr(self, "warm_up", None)
             if warm_up is not None:
@@ -64,6 +69,7 @@ class EmailAlertsReplica(email_alerts.EmailAlerts):
     """EmailAlerts that also drains the outbox in the background."""
 
     def __init__(self, *args: Any, delivery_interval_s: float = 5.0, **kwargs: Any) -> None:
+        install_log_redaction()
         super().__init__(*args, **kwargs)
         self._delivery = asyncio.get_event_loop().create_task(
             self.run_periodically(delivery_interval_s)
@@ -94,6 +100,9 @@ class HandleToolbox:
 
     async def stored_decision(self, transaction_id: str) -> DecisionResult | None:
         return await self._handles["fraud_logger"].latest_decision.remote(transaction_id)
+
+    async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]:
+        return await self._handles["fraud_logger"].active_holds.remote(customer_ids, at)
 
 
 class HandleRecords:
@@ -140,6 +149,7 @@ class AgentIngress:
         tools: dict[str, DeploymentHandle],
         llm: DeploymentHandle | None = None,
     ) -> None:
+        install_log_redaction()
         self._config = AppConfig.model_validate(config)
         self._tools = tools
         self._metrics = ServeMetrics()
@@ -185,7 +195,14 @@ class AgentIngress:
             ],
         )
         api.router.routes.extend(mcp.routes)
-        return api
+        if self._config.console.enabled:
+            # Built here, inside the replica: a Gradio app cannot be pickled.
+            from ui.console import mount_console
+
+            console = self._config.console
+            mount_console(api, console.api_url, api_key=console.api_key)
+        # In front of routing, so MCP and the console are covered too.
+        return protect(api, Authenticator(AuthConfig.from_args(self._config.auth)))
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def decide_batched(self, transactions: list[Transaction]) -> list[DecisionResult]:
@@ -210,12 +227,13 @@ def build_app(args: dict[str, Any]) -> Application:
     `deployments:` section overrides them by name.
     """
     config = _with_absolute_paths(AppConfig.from_args(args))
+    AuthConfig.from_args(config.auth)  # fail at deploy time, not in every replica
     url = config.database_url
 
     tools: dict[str, Any] = {}
     for name, (cls, module, key) in EVIDENCE_TOOLS.items():
         options = dict(module.DEPLOYMENT_DEFAULTS)
-        tools[key] = serve.deployment(_warmed(cls), name=name, **options).bind(
+        tools[key] = serve.deployment(_replica_class(cls), name=name, **options).bind(
             url, **config.tools.get(name, {})
         )
 
@@ -224,10 +242,12 @@ def build_app(args: dict[str, Any]) -> Application:
         EmailAlertsReplica, name="EmailAlerts", **email_alerts.DEPLOYMENT_DEFAULTS
     ).bind(url, **alerts, **config.tools.get("EmailAlerts", {}))
     tools["fraud_logger"] = serve.deployment(
-        fraud_logger.FraudLogger, name="FraudLogger", **fraud_logger.DEPLOYMENT_DEFAULTS
+        _replica_class(fraud_logger.FraudLogger),
+        name="FraudLogger",
+        **fraud_logger.DEPLOYMENT_DEFAULTS,
     ).bind(url, **config.tools.get("FraudLogger", {}))
     tools["report_generator"] = serve.deployment(
-        report_generator.ReportGenerator,
+        _replica_class(report_generator.ReportGenerator),
         name="ReportGenerator",
         **report_generator.DEPLOYMENT_DEFAULTS,
     ).bind(url, **config.tools.get("ReportGenerator", {}))

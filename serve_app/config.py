@@ -29,6 +29,9 @@ class Secrets(BaseSettings):
         default=None, description="Comma-separated addresses of the fraud team."
     )
     mcp_token: SecretStr | None = None
+    console_api_key: SecretStr | None = Field(
+        default=None, description="Key the console uses for an analyst not signed in."
+    )
 
 
 class AlertSettings(BaseModel):
@@ -58,6 +61,18 @@ class McpSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """The analysts' console at /console; it calls the public API like any client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    api_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where the console reaches the API."
+    )
+    api_key: str | None = Field(default=None, description="FRAUDLINE_CONSOLE_API_KEY.")
+
+
 class BatchSettings(BaseModel):
     """How the ingress gathers concurrent requests into one call per tool."""
 
@@ -78,6 +93,12 @@ class AppConfig(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     llm: ModelSettings | None = None
     mcp: McpSettings = Field(default_factory=McpSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    auth: dict[str, Any] = Field(
+        default_factory=dict,
+        description="API keys and roles (serve_app.auth.AuthConfig); keys from "
+        "FRAUDLINE_API_KEYS. `mode: disabled` only for local development.",
+    )
     tools: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Constructor keyword arguments per tool deployment name.",
@@ -87,7 +108,7 @@ class AppConfig(BaseModel):
     )
 
     @classmethod
-    def from_args(cls, args: dict[str, Any], secrets: Secrets | None = None) -> "AppConfig":
+    def from_args(cls, args: dict[str, Any], secrets: Secrets | None = None) -> AppConfig:
         """Validates YAML args, then lets the environment's secrets override them."""
         config = cls.model_validate(args)
         secrets = secrets or Secrets()
@@ -102,6 +123,8 @@ class AppConfig(BaseModel):
             alerts.smtp_username = secrets.smtp_username
         if secrets.smtp_password:
             alerts.smtp_password = secrets.smtp_password.get_secret_value()
+        if secrets.console_api_key:
+            config.console.api_key = secrets.console_api_key.get_secret_value()
         if secrets.mcp_token:
             config.mcp.token = secrets.mcp_token.get_secret_value()
         if secrets.alert_recipients:

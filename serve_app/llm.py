@@ -84,6 +84,33 @@ class HandleExplainer:
             return await self._whole(request)
         return await self._streamed(request, on_delta)
 
+    async def choose_tools(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], max_tokens: int
+    ) -> list[tuple[str, str]]:
+        """The function calls the model makes, as (name, arguments JSON)."""
+        from ray.serve.llm.openai_api_models import (
+            ChatCompletionRequest,
+            ChatCompletionResponse,
+        )
+
+        # "required" makes vLLM constrain the output to the tools' strict schemas,
+        # which is what keeps a weak model's arguments well formed.
+        request = ChatCompletionRequest(
+            model=self.model_id,
+            messages=messages,
+            tools=tools,
+            tool_choice="required",
+            max_tokens=max_tokens,
+            temperature=0.0,
+        )
+        async for answer in self._handle.chat.remote(request):
+            if not isinstance(answer, ChatCompletionResponse):
+                logger.warning("tool choice answered with an error: %s", str(answer)[:200])
+                return []
+            calls = answer.choices[0].message.tool_calls or []
+            return [(call.function.name, call.function.arguments or "{}") for call in calls]
+        return []
+
     async def _whole(self, request: Any) -> str | None:
         from ray.serve.llm.openai_api_models import ChatCompletionResponse
 

@@ -17,6 +17,9 @@ ENV_SECRETS = {
     "FRAUDLINE_SMTP_USERNAME": "alerts-user",
     "FRAUDLINE_SMTP_PASSWORD": "s3cret-from-env",
     "FRAUDLINE_ALERT_RECIPIENTS": "a@test.invalid, b@test.invalid",
+    # Production refuses to start without keys; this hash is of a throwaway key.
+    "FRAUDLINE_API_KEYS": "ci-test:admin:hmac-sha256:"
+    "cfa69f9f779171be2b57f657dde773bba0d990d85a6a0ac9e812b58b3aa1ff1f",
 }
 
 

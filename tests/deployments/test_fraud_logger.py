@@ -152,7 +152,8 @@ def test_retry_returns_the_stored_case_and_writes_nothing_new(
         first.alert_id,
     )
     assert _count(sessions, CaseRow) == 1
-    assert _count(sessions, AuditEntryRow) == 1
+    # The decision's entry and its hold's.
+    assert _count(sessions, AuditEntryRow) == 2
     assert _count(sessions, OutboxRow) == 1
 
 
@@ -184,7 +185,8 @@ def test_parallel_retries_of_one_transaction_open_exactly_one_case(
     assert sum(outcome.created for outcome in outcomes) == 1
     assert len({outcome.case_id for outcome in outcomes}) == 1
     assert _count(sessions, CaseRow, transaction_id="TX-RACE") == 1
-    assert _count(sessions, AuditEntryRow, transaction_id="TX-RACE") == 1
+    assert _count(sessions, AuditEntryRow, transaction_id="TX-RACE", kind="decision") == 1
+    assert _count(sessions, AuditEntryRow, transaction_id="TX-RACE", kind="hold_placed") == 1
     assert _count(sessions, OutboxRow, transaction_id="TX-RACE") == 1
 
 
@@ -206,7 +208,8 @@ def test_large_batch_is_written_in_chunks_with_one_chain(
 
     outcomes = chunked.log_batch([_pair(f"TX-{n}", d) for n, d in enumerate(decisions)])
 
-    assert [outcome.audit_entry_id for outcome in outcomes] == [1, 2, 3, 4, 5]
+    # Each block's hold adds an entry right after the block's own (4 and 7).
+    assert [outcome.audit_entry_id for outcome in outcomes] == [1, 2, 3, 5, 6]
     assert [outcome.case_id is not None for outcome in outcomes] == [
         False,
         True,
@@ -222,7 +225,7 @@ def test_large_batch_is_written_in_chunks_with_one_chain(
         True,
     ]
     report = chunked.verify_chain()
-    assert (report.ok, report.entries_checked) == (True, 5)
+    assert (report.ok, report.entries_checked) == (True, 7)
 
 
 def test_case_is_not_kept_when_its_alert_cannot_be_written(
@@ -257,8 +260,9 @@ def test_get_case_returns_evidence_transaction_and_timeline(logger_: FraudLogger
     assert (case.transaction_id, case.decision, case.risk_score) == ("TX-CASE", "block", 95.0)
     assert case.transaction["merchant"] == "CRYPTO-EXCHANGE-XX"
     assert case.evidence.evidence["geolocation"].signals[0].value == 15020.0
-    assert [event.kind for event in case.timeline] == ["opened", "alert_queued"]
+    assert [event.kind for event in case.timeline] == ["opened", "alert_queued", "hold_placed"]
     assert (case.alert_id, case.alert_state, case.report_id) == (outcome.alert_id, "queued", None)
+    assert (case.hold_id, case.hold_release_offered) == (outcome.hold_id, False)
 
 
 def test_get_case_of_unknown_id_raises_not_found(logger_: FraudLogger) -> None:

@@ -167,14 +167,16 @@ def test_workflow_moves_forward_and_writes_timeline_and_audit_entries(
     assert [event.kind for event in case.timeline] == [
         "opened",
         "alert_queued",
+        "hold_placed",
         "status_changed",
         "assigned",
         "labelled",
         "status_changed",
     ]
-    assert case.timeline[2].detail.startswith("open -> investigating by lead; audit entry 2")
+    assert case.timeline[3].detail.startswith("open -> investigating by lead; audit entry 3")
     assert _audit_kinds(sessions, case_id) == [
         "decision",
+        "hold_placed",
         "case_status_changed",
         "case_assigned",
         "case_labelled",

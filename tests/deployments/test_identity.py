@@ -359,7 +359,7 @@ def test_demo_scenarios_score_their_identity_points(
 
 
 def test_device_seen_only_on_a_blocked_payment_is_still_unknown(tmp_db_url: str) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from deployments.identity import IdentityVerifier
     from fraudline.db import create_schema, make_engine, make_sessions
@@ -367,7 +367,7 @@ def test_device_seen_only_on_a_blocked_payment_is_still_unknown(tmp_db_url: str)
     from fraudline.history import HistoryStore
     from fraudline.schemas import Transaction
 
-    now = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
     engine = make_engine(tmp_db_url)
     create_schema(engine)
     store = HistoryStore(make_sessions(engine))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from deployments.toolbox import LocalToolbox
 from fraudline.demo import EXPECTED_DECISIONS, SCENARIOS, seed_demo_history
 from fraudline.schemas import Transaction
 
-NOW = datetime(2026, 3, 10, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
 
 
 @pytest.fixture

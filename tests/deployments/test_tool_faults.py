@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deployments.agent import Agent, AgentConfig
+from deployments.fraud_logger import FraudLogger
 from deployments.toolbox import LocalToolbox
 from fraudline.demo import seed_demo_history
 from fraudline.errors import StoreUnavailable
@@ -76,7 +77,8 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def healthy(db_url: str, request: pytest.FixtureRequest) -> Iterator[LocalToolbox]:
-    toolbox = LocalToolbox(db_url)
+    # No account holds: each test's block must not hold the next test's payments.
+    toolbox = LocalToolbox(db_url, tools={"fraud_logger": FraudLogger(db_url, hold_hours=0)})
     # Warm up: the first call loads gazetteers and models, slower than TIMEOUT_S.
     agent = Agent(AgentConfig(explain_mode="never", tool_timeout_s=120), toolbox)
     asyncio.run(agent.decide_batch([_tx("low_risk")]))

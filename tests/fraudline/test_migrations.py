@@ -19,7 +19,7 @@ from fraudline.migrations import (
 )
 from fraudline.schemas import DecisionResult, Explanation, Transaction
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def _tables(url: str) -> set[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from serve_app.auth import KEYS_ENV
 from serve_app.config import Secrets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,7 +199,7 @@ def test_token_auth_reads_a_secret_with_an_auth_token_key(
     assert "auth_token" in example_secrets[auth["secretName"]]
 
 
-def test_every_ray_container_gets_database_and_smtp_secrets(
+def test_every_ray_container_gets_database_smtp_and_key_secrets(
     cluster: dict[str, Any], groups: dict[str, Any], example_secrets: dict[str, Any]
 ) -> None:
     pod_groups = [cluster["headGroupSpec"], *groups.values()]
@@ -208,11 +209,12 @@ def test_every_ray_container_gets_database_and_smtp_secrets(
         if name != cluster["authOptions"]["secretName"]
     }
     wanted = {f"FRAUDLINE_{field.upper()}" for field in Secrets.model_fields}
+    wanted.add(KEYS_ENV)  # read by the ingress's authenticator, not by Secrets
 
     for group in pod_groups:
         for container in containers(group):
             names = {source["secretRef"]["name"] for source in container["envFrom"]}
-            assert names == {"fraudline-database", "fraudline-smtp"}
+            assert names == {"fraudline-database", "fraudline-smtp", "fraudline-api-keys"}
     assert set().union(*secret_env.values()) == wanted
 
 

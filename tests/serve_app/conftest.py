@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -74,27 +73,30 @@ def tiny_llm_args(model_dir: Path) -> dict:
     }
 
 
+@dataclass
+class ServeCluster:
+    """One local Ray with Serve for every Ray test of the session."""
+
+    http_port: int
+    metrics_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
 @pytest.fixture(scope="session")
-def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    """Starts Ray on 127.0.0.1, Serve on a free loopback port and the whole graph."""
+def serve_cluster() -> Iterator[ServeCluster]:
+    """Starts Ray on 127.0.0.1 and Serve on a free loopback port, once.
+
+    Tests deploy their own applications into it under their own names and
+    route prefixes; a second `ray.init` in one process is not possible.
+    """
     ray = pytest.importorskip("ray")
-    from aiosmtpd.controller import Controller
     from ray import serve
 
-    from fraudline.tinymodel import build_tiny_model
-    from serve_app.app import build_app
-
-    os.environ["VLLM_HOST_IP"] = "127.0.0.1"
-    # Without this Ray swaps 127.0.0.1 for the machine's reachable address.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    model_dir = build_tiny_model(TINY_MODEL_DIR)
-    database_url = f"sqlite:///{tmp_path_factory.mktemp('app')}/fraudline.db"
-    inbox = Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
     http_port = free_port()
     metrics_port = free_port()
-
     # ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
     # address="local": never join a cluster someone else left running.
     ray.init(
@@ -109,6 +111,29 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+        yield ServeCluster(http_port=http_port, metrics_port=metrics_port)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def running_app(
+    serve_cluster: ServeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """The whole Fraudline graph with the tiny model, at the cluster's root route."""
+    from aiosmtpd.controller import Controller
+    from ray import serve
+
+    from fraudline.tinymodel import build_tiny_model
+    from serve_app.app import build_app
+
+    model_dir = build_tiny_model(TINY_MODEL_DIR)
+    database_url = f"sqlite:///{tmp_path_factory.mktemp('app')}/fraudline.db"
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
         app = build_app(
             {
                 "database_url": database_url,
@@ -122,21 +147,21 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
                 # Generous: CI machines are small and busy.
                 "agent": {"model_timeout_s": 120, "tool_timeout_s": 30},
                 "mcp": {"token": MCP_TOKEN},
+                "console": {"api_url": serve_cluster.url},
+                "auth": {"mode": "disabled"},
                 "llm": tiny_llm_args(model_dir),
             }
         )
         serve.run(app, name="fraudline", route_prefix="/")
-        url = f"http://127.0.0.1:{http_port}"
-        _wait_healthy(url)
+        _wait_healthy(serve_cluster.url)
         yield RunningApp(
-            url=url,
+            url=serve_cluster.url,
             inbox=inbox,
             database_url=database_url,
-            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            metrics_url=f"http://127.0.0.1:{serve_cluster.metrics_port}/metrics",
         )
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        serve.delete("fraudline")
         smtp.stop()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,9 +13,9 @@ from deployments.toolbox import LocalToolbox
 from fraudline.demo import SCENARIOS, seed_demo_history
 from fraudline.schemas import DecisionResult, Transaction
 from serve_app.api import create_api
-from serve_app.auth import Authenticator, AuthConfig, protect
+from serve_app.auth import AuthConfig, Authenticator, protect
 
-NOW = datetime(2026, 3, 10, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
 
 
 class LocalRecords:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,8 +20,8 @@ from serve_app.api import create_api
 from serve_app.auth import (
     SESSION_COOKIE,
     AccessControl,
-    Authenticator,
     AuthConfig,
+    Authenticator,
     Principal,
     protect,
     required_role,
@@ -76,7 +76,7 @@ def _app(calls: Calls) -> FastAPI:
             evidence={},
             explanation=Explanation(text="ok"),
             policy_version="test",
-            decided_at=datetime(2026, 3, 10, tzinfo=timezone.utc),
+            decided_at=datetime(2026, 3, 10, tzinfo=UTC),
         )
 
     async def decide_many(txs: list[Transaction], explain: bool = True) -> list[DecisionResult]:
@@ -353,3 +353,41 @@ def test_json_as_deep_as_allowed_reaches_the_app(client: TestClient) -> None:
     # Past the depth check; the schema then refuses the item alone.
     assert response.status_code == 200
     assert response.json()["rejected"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"amount": NaN}', "NaN, Infinity"),
+        (b'{"amount": -Infinity}', "NaN, Infinity"),
+        (b'{"amount": 1e400}', "beyond 1.8e308"),
+        (b'{"merchant": "\\ud800 lone"}', "unpaired UTF-16 surrogate"),
+        (b'{"merchant": "\xed\xa0\x80"}', "unpaired UTF-16 surrogate"),
+    ],
+)
+def test_json_no_parser_should_accept_gets_422_before_parsing(
+    client: TestClient, calls: Calls, content: bytes, reason: str
+) -> None:
+    response = client.post("/v1/analyze", content=content, headers=_bearer(CLIENT))
+
+    assert response.status_code == 422
+    assert reason in response.json()["detail"]
+    assert calls.decided == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"merchant": "NaN Infinity 1e400"}',  # inside strings they are just text
+        b'{"merchant": "\\ud83d\\ude42"}',  # a proper surrogate pair
+        b'{"merchant": "\\\\ud800"}',  # an escaped backslash, then text
+    ],
+)
+def test_json_with_lookalike_text_passes_the_edge_checks(
+    client: TestClient, content: bytes
+) -> None:
+    response = client.post("/v1/analyze", content=content, headers=_bearer(CLIENT))
+
+    # The schema refuses the incomplete transaction, naming its fields.
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], list)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,34 +17,13 @@ TOOL_CALL_S = 0.5
 IN_FLIGHT = 8
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def serve_instance() -> Iterator[Any]:
-    """A private Ray on 127.0.0.1 with Serve, and no model."""
-    ray = pytest.importorskip("ray")
+def serve_instance(serve_cluster: Any) -> Iterator[Any]:
+    """Serve in the session's local Ray, with no model."""
     from ray import serve
 
-    # Without this Ray swaps 127.0.0.1 for the machine's reachable address.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray.init(
-        address="local",
-        _node_ip_address="127.0.0.1",
-        num_cpus=4,
-        include_dashboard=False,
-        configure_logging=False,
-        _metrics_export_port=free_port(),
-    )
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
-        yield serve
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    yield serve
+    serve.delete("scaling")
 
 
 def running_replicas(serve: Any, app: str, deployment: str) -> int:

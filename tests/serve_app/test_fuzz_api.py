@@ -27,7 +27,7 @@ from fraudline.db import make_engine
 from fraudline.history import TransactionRow
 from fraudline.keys import config_line, new_key
 from fraudline.records import AuditEntryRow, CaseRow, DecisionRow, OutboxRow
-from serve_app.auth import Authenticator, AuthConfig, protect
+from serve_app.auth import AuthConfig, Authenticator, protect
 from serve_app.limits import RateLimitConfig
 from serve_app.mcp import LocalCaller, mount_mcp
 from tests.serve_app.inprocess import build_local_api, say, scenario
@@ -38,7 +38,7 @@ JSON_HEADERS = {**AUTH, "Content-Type": "application/json"}
 MCP_HEADERS = {**JSON_HEADERS, "Accept": "application/json, text/event-stream"}
 HUGE_INT = "__huge_int__"
 FUZZ = settings(
-    max_examples=120,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,
@@ -232,7 +232,7 @@ def test_fuzzed_transactions_get_a_decision_or_a_4xx_and_nothing_else(
 def test_fuzzed_batches_answer_item_by_item(client: TestClient, engine: Engine) -> None:
     properties = sorted(_transaction_schema(client.app).get("properties", {}))  # type: ignore[arg-type]
 
-    @settings(FUZZ, max_examples=40)
+    @settings(FUZZ, max_examples=60)
     @given(
         items=st.lists(transactions(properties) | HOSTILE_VALUE, max_size=4),
         extra=st.none() | st.dictionaries(HOSTILE_TEXT, HOSTILE_VALUE, max_size=2),
@@ -253,7 +253,7 @@ def test_fuzzed_batches_answer_item_by_item(client: TestClient, engine: Engine) 
 def test_arbitrary_json_and_bytes_never_fail_the_server(
     client: TestClient, engine: Engine, path: str
 ) -> None:
-    @settings(FUZZ, max_examples=25)
+    @settings(FUZZ, max_examples=40)
     @given(body=HOSTILE_VALUE.map(dumps) | st.binary(max_size=300))
     def check(body: bytes) -> None:
         _post(client, path, body, engine)
@@ -262,7 +262,7 @@ def test_arbitrary_json_and_bytes_never_fail_the_server(
 
 
 def test_hostile_path_and_query_values_get_404_or_422(client: TestClient) -> None:
-    @settings(FUZZ, max_examples=40)
+    @settings(FUZZ, max_examples=60)
     @given(value=HOSTILE_TEXT, fmt=st.sampled_from(["json", "html", "pdf"]) | HOSTILE_TEXT)
     def check(value: str, fmt: str) -> None:
         encoded = quote(value.encode("utf-8", "surrogatepass"), safe="") or "x"
@@ -342,7 +342,7 @@ def test_fuzzed_mcp_tool_calls_answer_a_tool_error_never_a_crash_or_a_write(
         max_size=4,
     ) | st.fixed_dictionaries({"transaction": transactions(sorted(scenario("low_risk")))})
 
-    @settings(FUZZ, max_examples=80)
+    @settings(FUZZ, max_examples=150)
     @given(
         name=st.sampled_from(names) | HOSTILE_TEXT,
         args=arguments | HOSTILE_VALUE,

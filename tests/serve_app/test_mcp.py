@@ -219,8 +219,8 @@ async def test_audit_chain_verifies_intact(served: Served) -> None:
 
     chain = result.structured_content
     assert chain["ok"] is True
-    # The decision and the report each add one entry.
-    assert chain["entries_checked"] == 2
+    # The block's decision, the hold it placed and its report: one entry each.
+    assert chain["entries_checked"] == 3
     assert len(chain["head_hash"]) == 64
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -76,31 +75,11 @@ def _two_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app's /mcp URL; starts Ray only when no other fixture has."""
-    from serve_app.config import AppConfig
-
-    if "mcp" not in AppConfig.model_fields:
-        pytest.skip("the ingress does not serve MCP yet (AppConfig has no `mcp` settings)")
-    ray = pytest.importorskip("ray")
+def mcp_url(serve_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The /mcp URL of an app with two replicas of each tool, in the session's Ray."""
     from ray import serve
 
     from serve_app.app import build_app
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        # Without this Ray swaps 127.0.0.1 for the machine's reachable address.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        ray.init(
-            _node_ip_address="127.0.0.1",
-            num_cpus=8,
-            include_dashboard=False,
-            configure_logging=False,
-        )
-        port = _free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-    else:
-        port = serve.context._get_global_client().http_config.port  # type: ignore[union-attr]
 
     monkeypatch = pytest.MonkeyPatch()
     try:
@@ -111,17 +90,15 @@ def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "database_url": database_url,
                 "seed_demo": True,
                 "mcp": {"token": TOKEN, "allowed_hosts": ["127.0.0.1:*", "localhost:*"]},
+                "console": {"enabled": False},
+                "auth": {"mode": "disabled"},
             }
         )
         serve.run(app, name=APP_NAME, route_prefix=ROUTE_PREFIX)
-        yield f"http://127.0.0.1:{port}{ROUTE_PREFIX}/mcp"
+        yield f"{serve_cluster.url}{ROUTE_PREFIX}/mcp"
     finally:
         monkeypatch.undo()
-        if started_here:
-            serve.shutdown()
-            ray.shutdown()
-        else:
-            serve.delete(APP_NAME)
+        serve.delete(APP_NAME)
 
 
 @asynccontextmanager
