@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.fraud_logger import hold_action
 from deployments.llm import (
     Assessment,
     ExplainMode,
@@ -27,6 +28,7 @@ from deployments.llm import (
     parse_assessment,
     should_explain,
 )
+from deployments.notifier import notification_actions
 from deployments.registry import TOOLS, openai_tools
 from fraudline.errors import StoreUnavailable
 from fraudline.policy import (
@@ -65,6 +67,8 @@ class Toolbox(Protocol):
     async def stored_decision(self, transaction_id: str) -> DecisionResult | None: ...
 
     async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]: ...
+
+    async def notify_customers(self, notification_ids: list[str]) -> list[Action]: ...
 
 
 ToolCall = tuple[str, str]
@@ -468,16 +472,22 @@ class Agent:
 
         alert_ids = [outcome.alert_id for outcome in logged if outcome.alert_id]
         case_ids = [outcome.case_id for outcome in logged if outcome.case_id]
-        alert_actions, report_ids = await asyncio.gather(
+        notice_ids = [i for outcome in logged for i in outcome.notification_ids]
+        alert_actions, report_ids, notice_actions = await asyncio.gather(
             self._safely(self._tools.deliver_alerts(alert_ids), []),
             self._safely(self._tools.write_reports(case_ids), [None] * len(case_ids)),
+            self._safely(self._tools.notify_customers(notice_ids), []),
         )
         alert_action = {action.id: action for action in alert_actions}
+        notice_action = {action.id: action for action in notice_actions}
         report_for_case = dict(zip(case_ids, report_ids))
 
         for result, outcome in zip(results, logged):
             if result.decision == "block":
                 result.actions.append(Action(kind="transaction_blocked", state="done"))
+            hold = hold_action(outcome)
+            if hold is not None:
+                result.actions.append(hold)
             if outcome.alert_id:
                 result.actions.append(
                     alert_action.get(outcome.alert_id)
@@ -492,6 +502,7 @@ class Agent:
                 result.actions.append(
                     Action(kind="report", id=report_id, state="done" if report_id else "failed")
                 )
+            result.actions.extend(notification_actions(outcome, notice_action))
         return results
 
     async def _log(self, batch: list[Transaction], results: list[DecisionResult]) -> list[Any]:

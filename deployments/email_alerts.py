@@ -67,6 +67,9 @@ class EmailAlerts:
     duplicate sent after a crash. Without an SMTP host the alerts wait in the
     outbox, queued, and nothing is lost.
 
+    Only outbox rows of kind "alert" are touched here; customer notices in the
+    same outbox are CustomerNotifier's (deployments/notifier.py).
+
     Args:
         database_url: SQLite or PostgreSQL URL of the records database.
         smtp_host: SMTP server; None keeps every alert queued.

@@ -15,6 +15,7 @@ from deployments.email_alerts import EmailAlerts
 from deployments.fraud_logger import FraudLogger, LogOutcome
 from deployments.geolocation import GeolocationChecker
 from deployments.identity import IdentityVerifier
+from deployments.notifier import CustomerNotifier
 from deployments.report_generator import ReportGenerator
 from deployments.transaction_risk import TransactionRisk
 from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
@@ -27,6 +28,7 @@ class LocalToolbox:
         database_url: The store every tool shares.
         alerts: Keyword arguments for `EmailAlerts` (SMTP settings, recipients).
         tools: Already built tools by agent name, replacing the defaults (tests).
+        notices: Keyword arguments for `CustomerNotifier` (SMTP, SMS provider).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class LocalToolbox:
         database_url: str,
         alerts: dict[str, Any] | None = None,
         tools: dict[str, Any] | None = None,
+        notices: dict[str, Any] | None = None,
     ) -> None:
         built = dict(tools or {})
         self.tools: dict[str, Any] = {
@@ -45,6 +48,8 @@ class LocalToolbox:
             or EmailAlerts(database_url, **(alerts or {})),
             "report_generator": built.get("report_generator")
             or ReportGenerator(database_url),
+            "customer_notifier": built.get("customer_notifier")
+            or CustomerNotifier(database_url, **(notices or {})),
         }
 
     async def evaluate(self, tool: str, transactions: list[Transaction]) -> list[Evidence]:
@@ -71,4 +76,11 @@ class LocalToolbox:
     async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]:
         return await asyncio.to_thread(
             self.tools["fraud_logger"].active_holds, customer_ids, at
+        )
+
+    async def notify_customers(self, notification_ids: list[str]) -> list[Action]:
+        if not notification_ids:
+            return []
+        return await asyncio.to_thread(
+            self.tools["customer_notifier"].deliver_batch, notification_ids
         )

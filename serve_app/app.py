@@ -25,12 +25,14 @@ from deployments import (
     transaction_risk,
 )
 from deployments.agent import Agent
+from deployments.notifier import CustomerNotifier, configured_channels
 from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
 from fraudline.pii import install_log_redaction
 from serve_app.api import create_api
 from serve_app.auth import AuthConfig, Authenticator, protect
 from serve_app.cases_api import build_cases_router
 from serve_app.config import AppConfig
+from serve_app.holds_api import build_holds_router
 from serve_app.llm import HandleChat, HandleExplainer, build_llm_app
 from serve_app.mcp import build_mcp
 from serve_app.metrics import ServeMetrics
@@ -66,14 +68,31 @@ def _replica_class(cls: type) -> type:
 
 
 class EmailAlertsReplica(email_alerts.EmailAlerts):
-    """EmailAlerts that also drains the outbox in the background."""
+    """EmailAlerts that also sends customers' notices, draining both in the background.
 
-    def __init__(self, *args: Any, delivery_interval_s: float = 5.0, **kwargs: Any) -> None:
+    Args:
+        notices: `CustomerNotifier` keyword arguments (SMTP, SMS provider).
+        delivery_interval_s: How often waiting alerts and notices are retried.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        notices: dict[str, Any],
+        delivery_interval_s: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
         install_log_redaction()
         super().__init__(*args, **kwargs)
-        self._delivery = asyncio.get_event_loop().create_task(
-            self.run_periodically(delivery_interval_s)
-        )
+        self._notifier = CustomerNotifier(args[0], **notices)
+        loop = asyncio.get_event_loop()
+        self._deliveries = [
+            loop.create_task(self.run_periodically(delivery_interval_s)),
+            loop.create_task(self._notifier.run_periodically(delivery_interval_s)),
+        ]
+
+    def notify_customers(self, notification_ids: list[str]) -> list[Action]:
+        return self._notifier.deliver_batch(notification_ids)
 
 
 class HandleToolbox:
@@ -103,6 +122,11 @@ class HandleToolbox:
 
     async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]:
         return await self._handles["fraud_logger"].active_holds.remote(customer_ids, at)
+
+    async def notify_customers(self, notification_ids: list[str]) -> list[Action]:
+        if not notification_ids:
+            return []
+        return await self._handles["email_alerts"].notify_customers.remote(notification_ids)
 
 
 class HandleRecords:
@@ -191,7 +215,8 @@ class AgentIngress:
             chat=self._chat,
             lifespan=lifespan,
             routers=[
-                build_cases_router(self._tools["fraud_logger"], self._tools["report_generator"])
+                build_cases_router(self._tools["fraud_logger"], self._tools["report_generator"]),
+                build_holds_router(self._tools["fraud_logger"]),
             ],
         )
         api.router.routes.extend(mcp.routes)
@@ -238,14 +263,26 @@ def build_app(args: dict[str, Any]) -> Application:
         )
 
     alerts = config.alerts.model_dump()
+    actions = config.actions
+    notices = {
+        key: alerts[key]
+        for key in ("smtp_host", "smtp_port", "smtp_username", "smtp_password",
+                    "smtp_starttls", "sender")
+    } | {"sms_url": actions.sms_url, "sms_token": actions.sms_token}
     tools["email_alerts"] = serve.deployment(
         EmailAlertsReplica, name="EmailAlerts", **email_alerts.DEPLOYMENT_DEFAULTS
-    ).bind(url, **alerts, **config.tools.get("EmailAlerts", {}))
+    ).bind(url, **alerts, notices=notices, **config.tools.get("EmailAlerts", {}))
     tools["fraud_logger"] = serve.deployment(
         _replica_class(fraud_logger.FraudLogger),
         name="FraudLogger",
         **fraud_logger.DEPLOYMENT_DEFAULTS,
-    ).bind(url, **config.tools.get("FraudLogger", {}))
+    ).bind(
+        url,
+        hold_hours=actions.hold_hours,
+        notify_on_review=actions.notify_on_review,
+        notify_channels=configured_channels(alerts["smtp_host"], actions.sms_url),
+        **config.tools.get("FraudLogger", {}),
+    )
     tools["report_generator"] = serve.deployment(
         _replica_class(report_generator.ReportGenerator),
         name="ReportGenerator",

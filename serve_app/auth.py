@@ -53,6 +53,7 @@ ROUTE_ROLES: dict[str, Role | None] = {
     "/docs": "client",
     "/redoc": "client",
     "/openapi.json": "client",
+    "/v1/customers": "analyst",
     "/v1/audit": "admin",
     "/v1/config": "admin",
 }

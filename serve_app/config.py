@@ -29,6 +29,8 @@ class Secrets(BaseSettings):
         default=None, description="Comma-separated addresses of the fraud team."
     )
     mcp_token: SecretStr | None = None
+    sms_url: str | None = None
+    sms_token: SecretStr | None = None
     console_api_key: SecretStr | None = Field(
         default=None, description="Key the console uses for an analyst not signed in."
     )
@@ -45,6 +47,19 @@ class AlertSettings(BaseModel):
     sender: str = "fraudline@localhost"
     recipients: list[str] = Field(default_factory=list)
     delivery_interval_s: float = Field(default=5.0, gt=0)
+
+
+class ActionSettings(BaseModel):
+    """What a block does beyond the word: the hold and the customer's notice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hold_hours: float = Field(default=24.0, ge=0, description="0 places no holds.")
+    notify_on_review: bool = False
+    sms_url: str | None = Field(
+        default=None, description="The SMS provider's endpoint; FRAUDLINE_SMS_URL."
+    )
+    sms_token: str | None = Field(default=None, description="FRAUDLINE_SMS_TOKEN.")
 
 
 class McpSettings(BaseModel):
@@ -91,6 +106,7 @@ class AppConfig(BaseModel):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     batching: BatchSettings = Field(default_factory=BatchSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    actions: ActionSettings = Field(default_factory=ActionSettings)
     llm: ModelSettings | None = None
     mcp: McpSettings = Field(default_factory=McpSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
@@ -123,6 +139,10 @@ class AppConfig(BaseModel):
             alerts.smtp_username = secrets.smtp_username
         if secrets.smtp_password:
             alerts.smtp_password = secrets.smtp_password.get_secret_value()
+        if secrets.sms_url:
+            config.actions.sms_url = secrets.sms_url
+        if secrets.sms_token:
+            config.actions.sms_token = secrets.sms_token.get_secret_value()
         if secrets.console_api_key:
             config.console.api_key = secrets.console_api_key.get_secret_value()
         if secrets.mcp_token:

@@ -18,6 +18,11 @@ class _Logged:
     case_id: str | None
     alert_id: str | None
     created: bool = True
+    hold_id: str | None = None
+    hold_until: Any = None
+    hold_change: str | None = None
+    notification_ids: tuple[str, ...] = ()
+    notification_skipped: str | None = None
 
 
 class FakeToolbox:
@@ -65,6 +70,9 @@ class FakeToolbox:
 
     async def stored_decision(self, transaction_id: str) -> Any:
         return None
+
+    async def notify_customers(self, notification_ids: list[str]) -> list[Action]:
+        return [Action(kind="notification", id=i, state="done") for i in notification_ids]
 
     async def active_holds(self, customer_ids: list[str], at: Any) -> dict[str, Any]:
         self.calls.append(("holds", len(customer_ids)))

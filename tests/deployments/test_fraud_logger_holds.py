@@ -420,3 +420,19 @@ def test_events_of_a_hold_are_on_its_case_timeline(
     assert details == [
         f"card on hold until 2026-02-01T14:05:00Z ({blocked.hold_id}); audit entry 2"
     ]
+
+
+def test_high_risk_then_ordinary_payment_is_held_and_logged_in_under_20_ms(
+    logger_: FraudLogger, clock: Clock
+) -> None:
+    (blocked,) = logger_.log_batch([block(high_risk("TX-HIGH"))])
+    logger_.active_holds(["C-67890"], NOW)  # warm the connection pool
+    clock.advance(minutes=1)
+
+    started = time.perf_counter()
+    hold = logger_.active_holds(["C-12345"], clock.now)["C-12345"]
+    (held,) = logger_.log_batch([on_hold(ordinary("TX-NEXT"), hold.until)])
+    elapsed_ms = (time.perf_counter() - started) * 1000
+
+    assert (held.hold_id, held.hold_change, held.case_id) == (blocked.hold_id, "on_hold", None)
+    assert elapsed_ms < 20, f"hold lookup and logging took {elapsed_ms:.1f} ms"

@@ -75,7 +75,8 @@ def _pair(transaction_id: str, decision: str = "block") -> tuple[Transaction, De
 
 @pytest.fixture
 def case_ids(db_url: str) -> list[str]:
-    logged = FraudLogger(db_url, clock=lambda: NOW).log_batch(
+    # No hold: these tests count the entries a report adds to the chain.
+    logged = FraudLogger(db_url, clock=lambda: NOW, hold_hours=0).log_batch(
         [_pair("TX-R1"), _pair("TX-R2", "review")]
     )
     return [outcome.case_id for outcome in logged if outcome.case_id]

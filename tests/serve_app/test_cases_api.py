@@ -120,7 +120,9 @@ def test_get_case_returns_evidence_and_unknown_case_is_404(
     missing = client.get("/v1/cases/CASE-000000000000")
 
     assert case["evidence"]["evidence"]["geolocation"]["signals"][0]["value"] == 15020.0
-    assert [event["kind"] for event in case["timeline"]] == ["opened", "alert_queued"]
+    assert [event["kind"] for event in case["timeline"]] == [
+        "opened", "alert_queued", "hold_placed"
+    ]
     assert missing.status_code == 404
     assert "CASE-000000000000" in missing.json()["detail"]
 
