@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
-import smtplib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from fraudline.db import make_engine, make_sessions
 from fraudline.errors import ConfigError
 from fraudline.outbox import (
+    EMAIL_ADDRESS,
     AlertState,
     ClaimedAlert,
+    DeliveryLoop,
     Outbox,
-    SmtpConnection,
     SmtpSettings,
-    redact_error,
+    send_emails,
+    smtp_settings,
 )
 from fraudline.records import ensure_schema, utc_now
 from fraudline.schemas import Action
@@ -39,8 +35,6 @@ DEPLOYMENT_DEFAULTS: dict[str, Any] = {
     },
     "max_ongoing_requests": 16,
 }
-
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,7 @@ class DeliveryReport:
     pending: int
 
 
-class EmailAlerts:
+class EmailAlerts(DeliveryLoop):
     """Sends outbox alerts to the configured recipients, each exactly once.
 
     Rows are claimed before they are sent so two replicas never send the same
@@ -88,6 +82,8 @@ class EmailAlerts:
         create_tables: Create missing tables on start.
         clock: Returns the current UTC time.
     """
+
+    _round_name = "alert delivery"
 
     def __init__(
         self,
@@ -188,54 +184,14 @@ class EmailAlerts:
         if not claimed:
             return 0, 0
         assert self._smtp is not None
-        connection = SmtpConnection(self._smtp)
-        try:
-            connection.open()
-        except (smtplib.SMTPException, OSError) as error:
-            reason = redact_error(error)
-            for alert in claimed:
-                self._outbox.mark_failed(alert, reason)
-            return 0, len(claimed)
-
-        sent = failed = 0
-        try:
-            for alert in claimed:
-                try:
-                    connection.send(alert.alert_id, alert.subject, alert.text, alert.html)
-                except (smtplib.SMTPException, OSError) as error:
-                    self._outbox.mark_failed(alert, redact_error(error))
-                    failed += 1
-                    continue
-                self._outbox.mark_sent(alert, len(self._smtp.recipients))
-                sent += 1
-        finally:
-            connection.close()
+        sent = send_emails(self._smtp, self._outbox, [(alert, None) for alert in claimed])
+        failed = len(claimed) - sent
         logger.info("alert delivery: %d sent, %d failed", sent, failed)
         return sent, failed
 
     def requeue_failed(self) -> int:
         """Gives alerts whose attempts are spent a fresh start; returns how many."""
         return self._outbox.requeue_failed()
-
-    def run_forever(self, interval_s: float = 30.0, stop: threading.Event | None = None) -> None:
-        """Delivers due alerts every `interval_s` seconds until `stop` is set."""
-        stop = stop or threading.Event()
-        while not stop.is_set():
-            self._deliver_logging_errors()
-            stop.wait(interval_s)
-
-    async def run_periodically(self, interval_s: float = 30.0) -> None:
-        """The same loop for an event loop: start it with asyncio.create_task."""
-        while True:
-            await asyncio.to_thread(self._deliver_logging_errors)
-            await asyncio.sleep(interval_s)
-
-    def _deliver_logging_errors(self) -> None:
-        try:
-            self.deliver_pending()
-        except SQLAlchemyError:
-            # The next round retries; the alerts stay in the outbox meanwhile.
-            logger.exception("alert delivery round failed on the database")
 
 
 def _smtp_settings(
@@ -252,24 +208,20 @@ def _smtp_settings(
     if isinstance(recipients, str):
         raise ConfigError("recipients must be a list of addresses, not one string")
     for address in [sender, *recipients]:
-        if not _ADDRESS.match(address):
+        if not EMAIL_ADDRESS.match(address):
             raise ConfigError(f"{address!r} is not an email address; write it as name@domain")
-    if not host:
-        return None
-    if not recipients:
+    if host and not recipients:
         raise ConfigError(
             f"smtp_host is {host!r} but recipients is empty; list who gets the alerts"
         )
-    if not 0 < port < 65536:
-        raise ConfigError(f"smtp_port {port} is not a TCP port; use 1-65535")
-    return SmtpSettings(
-        host=host,
-        port=port,
+    return smtp_settings(
+        host,
+        port,
         username=username,
         password=password,
         starttls=starttls,
         use_ssl=use_ssl,
         timeout_s=timeout_s,
         sender=sender,
-        recipients=tuple(recipients),
+        recipients=recipients,
     )

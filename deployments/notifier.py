@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
-import smtplib
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -14,7 +10,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from deployments.email_alerts import DeliveryReport
@@ -26,13 +21,15 @@ from fraudline.outbox import (
     CHANNEL_KINDS,
     CUSTOMER_EMAIL,
     CUSTOMER_SMS,
+    EMAIL_ADDRESS,
     KIND_CHANNELS,
     AlertState,
     ClaimedAlert,
+    DeliveryLoop,
     Outbox,
-    SmtpConnection,
-    SmtpSettings,
     redact_error,
+    send_emails,
+    smtp_settings,
 )
 from fraudline.records import E164, CustomerContactRow, ensure_schema, utc_now
 from fraudline.schemas import Action
@@ -50,7 +47,6 @@ DEPLOYMENT_DEFAULTS: dict[str, Any] = {
     "max_ongoing_requests": 16,
 }
 
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _ID_HEADER = "X-Fraudline-Notification-Id"
 
 
@@ -117,7 +113,7 @@ def configured_channels(smtp_host: str | None, sms_url: str | None) -> tuple[str
     )
 
 
-class CustomerNotifier:
+class CustomerNotifier(DeliveryLoop):
     """Sends customer notices from the outbox, each exactly once.
 
     FraudLogger queues a notice per channel with the block's case; this class
@@ -149,6 +145,8 @@ class CustomerNotifier:
         clock: Returns the current UTC time.
     """
 
+    _round_name = "notice delivery"
+
     def __init__(
         self,
         database_url: str = "sqlite:///var/fraudline.db",
@@ -172,26 +170,20 @@ class CustomerNotifier:
         create_tables: bool = True,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        if not _ADDRESS.match(sender):
+        if not EMAIL_ADDRESS.match(sender):
             raise ConfigError(f"sender {sender!r} is not an email address; write name@domain")
-        if smtp_host and not 0 < smtp_port < 65536:
-            raise ConfigError(f"smtp_port {smtp_port} is not a TCP port; use 1-65535")
+        self._smtp = smtp_settings(
+            smtp_host,
+            smtp_port,
+            username=smtp_username,
+            password=smtp_password,
+            starttls=smtp_starttls,
+            use_ssl=smtp_ssl,
+            timeout_s=smtp_timeout_s,
+            sender=sender,
+        )
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be 1 or more, not {max_attempts}")
-        self._smtp = (
-            SmtpSettings(
-                host=smtp_host,
-                port=smtp_port,
-                username=smtp_username,
-                password=smtp_password,
-                starttls=smtp_starttls,
-                use_ssl=smtp_ssl,
-                timeout_s=smtp_timeout_s,
-                sender=sender,
-            )
-            if smtp_host
-            else None
-        )
         self._sms = sms_provider or (
             HttpSmsProvider(sms_url, sms_token, sms_timeout_s) if sms_url else None
         )
@@ -248,26 +240,6 @@ class CustomerNotifier:
         """Gives notices whose attempts are spent a fresh start; returns how many."""
         return self._outbox.requeue_failed()
 
-    def run_forever(self, interval_s: float = 30.0, stop: threading.Event | None = None) -> None:
-        """Delivers due notices every `interval_s` seconds until `stop` is set."""
-        stop = stop or threading.Event()
-        while not stop.is_set():
-            self._deliver_logging_errors()
-            stop.wait(interval_s)
-
-    async def run_periodically(self, interval_s: float = 30.0) -> None:
-        """The same loop for an event loop: start it with asyncio.create_task."""
-        while True:
-            await asyncio.to_thread(self._deliver_logging_errors)
-            await asyncio.sleep(interval_s)
-
-    def _deliver_logging_errors(self) -> None:
-        try:
-            self.deliver_pending()
-        except SQLAlchemyError:
-            # The next round retries; the notices stay in the outbox meanwhile.
-            logger.exception("notice delivery round failed on the database")
-
     def _action(self, notice_id: str, state: AlertState | None) -> Action:
         if state is None or state.kind not in KIND_CHANNELS:
             detail = "unknown notification id"
@@ -308,40 +280,15 @@ class CustomerNotifier:
         ready = []
         for notice in notices:
             address = addresses.get(notice.customer_id or "")
-            if address and _ADDRESS.match(address):
+            if address and EMAIL_ADDRESS.match(address):
                 ready.append((notice, address))
             else:
                 self._outbox.mark_failed(notice, "no usable email address on file")
         if not ready:
             return 0, len(notices)
 
-        connection = SmtpConnection(self._smtp)
-        try:
-            connection.open()
-        except (smtplib.SMTPException, OSError) as error:
-            reason = redact_error(error)
-            for notice, _ in ready:
-                self._outbox.mark_failed(notice, reason)
-            return 0, len(notices)
-        sent = 0
-        try:
-            for notice, address in ready:
-                try:
-                    connection.send(
-                        notice.alert_id,
-                        notice.subject,
-                        notice.text,
-                        notice.html,
-                        to=[address],
-                        id_header=_ID_HEADER,
-                    )
-                except (smtplib.SMTPException, OSError) as error:
-                    self._outbox.mark_failed(notice, redact_error(error))
-                    continue
-                self._outbox.mark_sent(notice, 1)
-                sent += 1
-        finally:
-            connection.close()
+        messages = [(notice, [address]) for notice, address in ready]
+        sent = send_emails(self._smtp, self._outbox, messages, id_header=_ID_HEADER)
         return sent, len(notices) - sent
 
     def _send_texts(self, notices: list[ClaimedAlert]) -> tuple[int, int]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
 import secrets
 import smtplib
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,9 +18,11 @@ from email.utils import formatdate
 from types import TracebackType
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from fraudline.audit import lock_chain
+from fraudline.errors import ConfigError
 from fraudline.records import CaseEventRow, OutboxRow, utc, utc_now
 from fraudline.schemas import DecisionResult, Transaction
 
@@ -30,6 +34,8 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _MAX_ERROR_CHARS = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]")
 _MAX_MERCHANT_CHARS = 40
+# One address, no display name: nothing a header could be split on.
+EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 
 ALERT = "alert"
 CUSTOMER_EMAIL = "customer_email"
@@ -206,6 +212,36 @@ class SmtpSettings:
     timeout_s: float = 10.0
     sender: str = "fraudline@localhost"
     recipients: tuple[str, ...] = ()
+
+
+def smtp_settings(
+    host: str | None,
+    port: int,
+    *,
+    username: str | None,
+    password: str | None,
+    starttls: bool,
+    use_ssl: bool,
+    timeout_s: float,
+    sender: str,
+    recipients: Sequence[str] = (),
+) -> SmtpSettings | None:
+    """The settings of a sender's SMTP server, or None when `host` is not set."""
+    if not host:
+        return None
+    if not 0 < port < 65536:
+        raise ConfigError(f"smtp_port {port} is not a TCP port; use 1-65535")
+    return SmtpSettings(
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        starttls=starttls,
+        use_ssl=use_ssl,
+        timeout_s=timeout_s,
+        sender=sender,
+        recipients=tuple(recipients),
+    )
 
 
 class SmtpConnection:
@@ -523,3 +559,74 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def send_emails(
+    settings: SmtpSettings,
+    outbox: Outbox,
+    messages: Sequence[tuple[ClaimedAlert, Sequence[str] | None]],
+    id_header: str = "X-Fraudline-Alert-Id",
+) -> int:
+    """Emails claimed rows over one SMTP session, marking each sent or failed.
+
+    Each message goes to its own addresses, or to the configured recipients
+    when they are None. A session that cannot open fails every row. Returns
+    how many were sent.
+    """
+    connection = SmtpConnection(settings)
+    try:
+        connection.open()
+    except (smtplib.SMTPException, OSError) as error:
+        reason = redact_error(error)
+        for row, _ in messages:
+            outbox.mark_failed(row, reason)
+        return 0
+
+    sent = 0
+    try:
+        for row, to in messages:
+            try:
+                connection.send(
+                    row.alert_id, row.subject, row.text, row.html, to=to, id_header=id_header
+                )
+            except (smtplib.SMTPException, OSError) as error:
+                outbox.mark_failed(row, redact_error(error))
+                continue
+            outbox.mark_sent(row, len(to if to is not None else settings.recipients))
+            sent += 1
+    finally:
+        connection.close()
+    return sent
+
+
+class DeliveryLoop:
+    """Runs a sender's `deliver_pending` on a timer, in a thread or on an event loop.
+
+    A round that fails on the database is logged and the next one retries; the
+    rows stay in the outbox meanwhile.
+    """
+
+    # Names the round in the log line of a failed one.
+    _round_name = "outbox delivery"
+
+    def deliver_pending(self, limit: int = 100) -> object:
+        raise NotImplementedError
+
+    def run_forever(self, interval_s: float = 30.0, stop: threading.Event | None = None) -> None:
+        """Delivers due rows every `interval_s` seconds until `stop` is set."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self._deliver_logging_errors()
+            stop.wait(interval_s)
+
+    async def run_periodically(self, interval_s: float = 30.0) -> None:
+        """The same loop for an event loop: start it with asyncio.create_task."""
+        while True:
+            await asyncio.to_thread(self._deliver_logging_errors)
+            await asyncio.sleep(interval_s)
+
+    def _deliver_logging_errors(self) -> None:
+        try:
+            self.deliver_pending()
+        except SQLAlchemyError:
+            logger.exception("%s round failed on the database", self._round_name)

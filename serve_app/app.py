@@ -26,8 +26,8 @@ from deployments import (
 )
 from deployments.agent import Agent
 from deployments.notifier import CustomerNotifier, configured_channels
-from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
 from fraudline.pii import install_log_redaction
+from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
 from serve_app.api import create_api
 from serve_app.auth import AuthConfig, Authenticator, protect
 from serve_app.cases_api import build_cases_router

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from deployments.email_alerts import DeliveryReport, EmailAlerts
 from deployments.fraud_logger import FraudLogger
@@ -24,55 +19,11 @@ from fraudline.schemas import (
     Signal,
     Transaction,
 )
+from tests.deployments.blocked_payments import Clock
+from tests.smtp_server import Inbox, free_port, start_smtp
 
 NOW = datetime(2026, 1, 31, 14, 5, tzinfo=UTC)
 RECIPIENTS = ["fraud-team@bank.test", "oncall@bank.test"]
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        self.received.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
-        return "250 Message accepted"
-
-    def alert_ids(self) -> list[str]:
-        return [str(message["X-Fraudline-Alert-Id"]) for _, message in self.received]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_smtp(port: int) -> tuple[Controller, Inbox]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, ready_timeout=5)
-    controller.start()
-    return controller, inbox
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Inbox]]:
-    port = _free_port()
-    controller, inbox = _start_smtp(port)
-    try:
-        yield port, inbox
-    finally:
-        controller.stop()
 
 
 def _block(transaction_id: str) -> tuple[Transaction, DecisionResult]:
@@ -154,7 +105,7 @@ def test_one_block_sends_exactly_one_email_with_the_transaction_id(
 
 
 def test_smtp_down_then_up_delivers_each_alert_once_after_retry(db_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     clock = Clock()
     alert_ids = _log_blocks(db_url, "TX-A", "TX-B")
     alerts = _alerts(db_url, port, clock, backoff_base_s=60)
@@ -163,7 +114,7 @@ def test_smtp_down_then_up_delivers_each_alert_once_after_retry(db_url: str) -> 
     assert alerts.deliver_pending() == DeliveryReport(sent=0, failed=2, pending=2)
     assert [action.state for action in alerts.deliver_batch(alert_ids)] == ["queued", "queued"]
 
-    controller, inbox = _start_smtp(port)
+    controller, inbox = start_smtp(port)
     try:
         clock.now = NOW + timedelta(seconds=59)
         assert alerts.deliver_pending() == DeliveryReport(sent=0, failed=0, pending=2)
@@ -218,7 +169,7 @@ def test_without_smtp_alerts_wait_queued_in_the_outbox(db_url: str) -> None:
 def test_alert_gives_up_after_max_attempts_and_reports_failed(db_url: str) -> None:
     clock = Clock()
     (alert_id,) = _log_blocks(db_url, "TX-DEAD")
-    alerts = _alerts(db_url, _free_port(), clock, max_attempts=2, backoff_base_s=1)
+    alerts = _alerts(db_url, free_port(), clock, max_attempts=2, backoff_base_s=1)
 
     assert alerts.deliver_pending().failed == 1
     clock.now += timedelta(seconds=1)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from deployments.geolocation import DEPLOYMENT_DEFAULTS, GeolocationChecker
-from fraudline.db import create_schema, make_engine, make_sessions
 from fraudline.gazetteer import Gazetteer
 from fraudline.history import CustomerHistory, HistoryStore
 from fraudline.schemas import Evidence, Transaction
-
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+from tests.deployments.customer_history import NOW, history_row, payment, seed_customers
 
 
 @pytest.fixture(scope="module")
@@ -24,30 +22,7 @@ def gazetteer() -> Gazetteer:
 
 
 def _seed(url: str) -> HistoryStore:
-    store = HistoryStore(make_sessions(make_engine(url)))
-    create_schema(make_engine(url))
-    store.upsert_customers(
-        [
-            dict(
-                customer_id="C-12345",
-                home_location="New York, NY",
-                home_latitude=40.7128,
-                home_longitude=-74.0060,
-                email="c12345@example.com",
-                card_last4="4242",
-                created_at=NOW - timedelta(days=730),
-            ),
-            dict(
-                customer_id="C-67890",
-                home_location="Los Angeles, CA",
-                home_latitude=None,
-                home_longitude=None,
-                email=None,
-                card_last4=None,
-                created_at=NOW - timedelta(days=400),
-            ),
-        ]
-    )
+    store, _ = seed_customers(url)
     rows = []
     for i in range(60):
         rows.append(
@@ -67,36 +42,10 @@ def _seed(url: str) -> HistoryStore:
 
 
 def _row(tx_id: str, customer: str, when: datetime, location: str) -> dict[str, Any]:
-    return dict(
-        transaction_id=tx_id,
-        customer_id=customer,
-        occurred_at=when,
-        amount=600.0,
-        currency="USD",
-        merchant="Shop",
-        merchant_category="E-commerce",
-        location=location,
-        latitude=None,
-        longitude=None,
-        card_present=False,
-        device_id="dev-abc123",
-        ip_address="192.168.1.100",
-        decision="approve",
-    )
+    return history_row(tx_id, customer, when, location=location)
 
 
-def _tx(**fields: Any) -> Transaction:
-    base: dict[str, Any] = dict(
-        transaction_id="T-1",
-        customer_id="C-12345",
-        amount=250.0,
-        merchant="Amazon.com",
-        merchant_category="E-commerce",
-        location="Seattle, WA",
-        timestamp=NOW,
-    )
-    base.update(fields)
-    return Transaction(**base)
+_tx = payment
 
 
 @pytest.fixture

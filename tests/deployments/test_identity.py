@@ -13,8 +13,7 @@ from fraudline.db import create_schema, make_engine, make_sessions
 from fraudline.gazetteer import Gazetteer
 from fraudline.history import CustomerHistory, HistoryStore
 from fraudline.schemas import Evidence, Transaction
-
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+from tests.deployments.customer_history import NOW, history_row, payment, seed_customers
 
 
 @pytest.fixture(scope="module")
@@ -23,32 +22,7 @@ def gazetteer() -> Gazetteer:
 
 
 def _seed(url: str) -> tuple[HistoryStore, DeviceDirectory]:
-    engine = make_engine(url)
-    create_schema(engine)
-    sessions = make_sessions(engine)
-    store = HistoryStore(sessions)
-    store.upsert_customers(
-        [
-            dict(
-                customer_id="C-12345",
-                home_location="New York, NY",
-                home_latitude=40.7128,
-                home_longitude=-74.0060,
-                email="c12345@example.com",
-                card_last4="4242",
-                created_at=NOW - timedelta(days=730),
-            ),
-            dict(
-                customer_id="C-67890",
-                home_location="Los Angeles, CA",
-                home_latitude=None,
-                home_longitude=None,
-                email=None,
-                card_last4=None,
-                created_at=NOW - timedelta(days=400),
-            ),
-        ]
-    )
+    store, sessions = seed_customers(url)
     rows = []
     for i in range(60):
         # Amounts 500-997, median 706.50.
@@ -80,38 +54,11 @@ def _seed(url: str) -> tuple[HistoryStore, DeviceDirectory]:
 def _row(
     tx_id: str, customer: str, when: datetime, amount: float, device: str, ip: str
 ) -> dict[str, Any]:
-    return dict(
-        transaction_id=tx_id,
-        customer_id=customer,
-        occurred_at=when,
-        amount=amount,
-        currency="USD",
-        merchant="Shop",
-        merchant_category="E-commerce",
-        location="New York, NY",
-        latitude=None,
-        longitude=None,
-        card_present=False,
-        device_id=device,
-        ip_address=ip,
-        decision="approve",
-    )
+    return history_row(tx_id, customer, when, amount=amount, device_id=device, ip_address=ip)
 
 
 def _tx(**fields: Any) -> Transaction:
-    base: dict[str, Any] = dict(
-        transaction_id="T-1",
-        customer_id="C-12345",
-        amount=250.0,
-        merchant="Amazon.com",
-        merchant_category="E-commerce",
-        location="Seattle, WA",
-        device_id="dev-abc123",
-        ip_address="192.168.1.100",
-        timestamp=NOW,
-    )
-    base.update(fields)
-    return Transaction(**base)
+    return payment(**{"device_id": "dev-abc123", "ip_address": "192.168.1.100", **fields})
 
 
 @pytest.fixture
@@ -362,7 +309,6 @@ def test_device_seen_only_on_a_blocked_payment_is_still_unknown(tmp_db_url: str)
     from datetime import datetime, timedelta
 
     from deployments.identity import IdentityVerifier
-    from fraudline.db import create_schema, make_engine, make_sessions
     from fraudline.demo import demo_history
     from fraudline.history import HistoryStore
     from fraudline.schemas import Transaction
@@ -371,12 +317,22 @@ def test_device_seen_only_on_a_blocked_payment_is_still_unknown(tmp_db_url: str)
     engine = make_engine(tmp_db_url)
     create_schema(engine)
     store = HistoryStore(make_sessions(engine))
-    blocked = dict(demo_history(now)[-1], transaction_id="T-BLOCKED", device_id="dev-evil",
-                   occurred_at=now - timedelta(hours=1), decision="block")
+    blocked = dict(
+        demo_history(now)[-1],
+        transaction_id="T-BLOCKED",
+        device_id="dev-evil",
+        occurred_at=now - timedelta(hours=1),
+        decision="block",
+    )
     store.record([*demo_history(now), blocked])
     tx = Transaction(
-        transaction_id="T-NEXT", customer_id="C-12345", amount=300.0, merchant="Shop",
-        merchant_category="E-commerce", location="New York, NY", device_id="dev-evil",
+        transaction_id="T-NEXT",
+        customer_id="C-12345",
+        amount=300.0,
+        merchant="Shop",
+        merchant_category="E-commerce",
+        location="New York, NY",
+        device_id="dev-evil",
         timestamp=now,
     )
 

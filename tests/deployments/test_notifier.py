@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from deployments.email_alerts import DeliveryReport, EmailAlerts
 from deployments.fraud_logger import FraudLogger, LogOutcome
@@ -33,23 +29,9 @@ from tests.deployments.blocked_payments import (
     high_risk,
     seed_customer,
 )
+from tests.smtp_server import Inbox, free_port, start_smtp
 
 TOKEN = "sms-test-token"
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        self.received.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
-        return "250 Message accepted"
-
-    def ids(self) -> list[str]:
-        return [str(message["X-Fraudline-Notification-Id"]) for _, message in self.received]
 
 
 class SmsReceiver:
@@ -93,32 +75,9 @@ class SmsReceiver:
         self._thread.join(timeout=5)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_smtp(port: int) -> tuple[Controller, Inbox]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, ready_timeout=5)
-    controller.start()
-    return controller, inbox
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Inbox]]:
-    port = _free_port()
-    controller, inbox = _start_smtp(port)
-    try:
-        yield port, inbox
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
 def sms() -> Iterator[SmsReceiver]:
-    receiver = SmsReceiver(_free_port())
+    receiver = SmsReceiver(free_port())
     try:
         yield receiver
     finally:
@@ -186,7 +145,7 @@ def test_block_reaches_the_customer_once_by_email_and_once_by_sms(
 
 
 def test_smtp_and_sms_down_at_first_deliver_each_notice_once_after_retry(db_url: str) -> None:
-    smtp_port, sms_port = _free_port(), _free_port()
+    smtp_port, sms_port = free_port(), free_port()
     clock = Clock()
     outcomes = _log_blocks(db_url, "TX-A", "TX-B")
     notice_ids = [notice for outcome in outcomes for notice in outcome.notification_ids]
@@ -199,7 +158,7 @@ def test_smtp_and_sms_down_at_first_deliver_each_notice_once_after_retry(db_url:
     assert [action.state for action in first_try] == ["queued"] * 4
     assert all("attempt 1 failed" in (action.detail or "") for action in first_try)
 
-    controller, inbox = _start_smtp(smtp_port)
+    controller, inbox = start_smtp(smtp_port)
     receiver = SmsReceiver(sms_port)
     try:
         clock.advance(seconds=59)

@@ -97,12 +97,13 @@ def serve_cluster() -> Iterator[ServeCluster]:
 
     http_port = free_port()
     metrics_port = free_port()
-    # ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
+    # Logical CPUs, not cores: several apps share this cluster, and ray.serve.llm
+    # on a 2-core machine only schedules with 4 or more declared.
     # address="local": never join a cluster someone else left running.
     ray.init(
         address="local",
         _node_ip_address="127.0.0.1",
-        num_cpus=8,
+        num_cpus=32,
         include_dashboard=False,
         configure_logging=False,
         runtime_env={"env_vars": {"VLLM_HOST_IP": "127.0.0.1"}},

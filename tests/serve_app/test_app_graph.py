@@ -99,3 +99,24 @@ def test_batch_endpoint_answers_each_item_in_order(running_app) -> None:  # type
         f"TXN-BATCH-{i}" for i in range(5)
     ]
     assert body["results"][2]["errors"][0]["loc"] == ["ip_address"]
+
+
+def test_block_holds_the_card_until_an_analyst_releases_it(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+    hold = next(a for a in decided["high_risk"]["actions"] if a["kind"] == "hold")
+    ordinary = dict(SCENARIOS["low_risk"], transaction_id="TXN-AFTER-HOLD-1")
+
+    held = httpx.post(f"{running_app.url}/v1/analyze", json=ordinary, timeout=60).json()
+    released = httpx.delete(
+        f"{running_app.url}/v1/customers/C-12345/hold",
+        params={"actor": "analyst-1", "reason": "customer confirmed"},
+    )
+    ordinary["transaction_id"] = "TXN-AFTER-HOLD-2"
+    after = httpx.post(f"{running_app.url}/v1/analyze", json=ordinary, timeout=60).json()
+
+    assert hold["id"] and "hold placed until" in hold["detail"]
+    assert held["decision"] == "block"
+    assert [r["code"] for r in held["reasons"]] == ["account_on_hold"]
+    assert "until" in held["reasons"][0]["text"]
+    assert held["evidence"] == {} and held["explanation"]["model_status"] == "skipped"
+    assert released.status_code == 200 and released.json()["released"] is True
+    assert after["decision"] == "approve"
