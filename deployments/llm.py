@@ -115,12 +115,36 @@ CASE_SYSTEM_PROMPT = (
 )
 
 
+CASE_FACTS_MAX_CHARS = 3000
+
+
 def case_question_messages(case: dict[str, Any], question: str) -> list[dict[str, str]]:
-    """Chat messages putting an analyst's question to the model, with the case."""
-    data = json.dumps(case, ensure_ascii=True, sort_keys=True, default=str)
+    """Chat messages putting an analyst's question to the model, with the case.
+
+    Only what an analyst would read goes in (reasons, not raw evidence), so the
+    prompt fits a small model's context.
+    """
+    evidence = case.get("evidence") or {}
+    transaction = case.get("transaction") or {}
+    facts = {
+        "case_id": case.get("case_id"),
+        "status": case.get("status"),
+        "decision": case.get("decision"),
+        "risk_score": case.get("risk_score"),
+        "reasons": [r.get("text") for r in evidence.get("reasons", [])][:8],
+        "transaction": {
+            key: transaction.get(key)
+            for key in ("amount", "currency", "merchant", "merchant_category", "location",
+                        "card_present", "timestamp")
+        },
+        "notes": [n.get("text") for n in case.get("notes", []) if isinstance(n, dict)][-5:],
+        "label": case.get("label"),
+    }
+    data = json.dumps(facts, ensure_ascii=True, sort_keys=True, default=str)
+    data = data[:CASE_FACTS_MAX_CHARS]
     return [
         {"role": "system", "content": CASE_SYSTEM_PROMPT},
-        {"role": "user", "content": f"DATA>>>\n{data[:12000]}\n<<<DATA\n"
+        {"role": "user", "content": f"DATA>>>\n{data}\n<<<DATA\n"
                                     f"Question: {question[:1000]}"},
     ]
 

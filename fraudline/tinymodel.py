@@ -89,7 +89,7 @@ def build_tiny_model(out_dir: Path, *, vocab_size: int = 1024, seed: int = 0) ->
         num_attention_heads=2,
         num_key_value_heads=2,
         head_dim=32,
-        max_position_embeddings=2048,
+        max_position_embeddings=4096,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,

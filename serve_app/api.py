@@ -187,7 +187,7 @@ def create_api(
         answer = await ask(case, body.question)
         if answer is None:
             raise HTTPException(
-                status_code=503, detail="the model did not answer in time; try again",
+                status_code=503, detail="the model gave no answer; try again",
                 headers={"Retry-After": "5"},
             )
         return Answer(case_id=case_id, answer=answer, model=model_id)

@@ -56,7 +56,7 @@ def tiny_llm_args(model_dir: Path) -> dict:
         "accelerator_config": {"kind": "cpu"},
         "engine_kwargs": {
             "dtype": "float32",
-            "max_model_len": 1024,
+            "max_model_len": 4096,
             "enforce_eager": True,
             "structured_outputs_config": {
                 "backend": "xgrammar",

@@ -37,12 +37,19 @@ def test_high_risk_scenario_blocks_with_named_reasons(decided) -> None:  # type:
     assert kinds["alert"]["state"] in ("done", "queued")
 
 
-def test_block_sends_one_real_email(running_app, decided) -> None:  # type: ignore[no-untyped-def]
-    messages = running_app.wait_for_emails(1)
+def test_block_emails_the_team_and_the_customer_once_each(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+    messages = running_app.wait_for_emails(2)
 
-    assert len(messages) == 1
-    body = messages[0].get_payload(decode=True) or b""
-    assert b"TXN-DEMO-002" in body or "TXN-DEMO-002" in messages[0]["Subject"]
+    to_team = [m for m in messages if m["To"] == "fraud-team@localhost"]
+    to_customer = [m for m in messages if m["To"] == "c12345@example.com"]
+    assert (len(to_team), len(to_customer)) == (1, 1)
+    assert "TXN-DEMO-002" in to_team[0]["Subject"]
+    [notice] = [
+        part.get_payload(decode=True).decode()
+        for part in to_customer[0].walk()
+        if part.get_content_type() == "text/plain"
+    ]
+    assert "4242" in notice and "CRYPTO-EXCHANGE-XX" in notice
 
 
 def test_grey_zone_goes_to_the_real_model(decided) -> None:  # type: ignore[no-untyped-def]

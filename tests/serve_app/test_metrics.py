@@ -204,10 +204,19 @@ EXPECTED_SERIES = {
 def test_metrics_endpoint_exports_each_series_after_requests(running_app: Any) -> None:
     from fraudline.demo import SCENARIOS
 
+    cases = []
     for name, scenario in SCENARIOS.items():
         payload = dict(scenario, transaction_id=f"TXN-METRICS-{name}")
         response = httpx.post(f"{running_app.url}/v1/analyze", json=payload, timeout=120)
         assert response.status_code == 200, response.text
+        cases += [a["id"] for a in response.json()["actions"] if a["kind"] == "case"]
+    # A question about a case always reaches the model, whatever the scores were.
+    asked = httpx.post(
+        f"{running_app.url}/v1/cases/{cases[0]}/ask",
+        json={"question": "Why was this flagged?"},
+        timeout=120,
+    )
+    assert asked.status_code == 200, asked.text
 
     # Ray ships replica metrics to the endpoint every few seconds.
     missing = list(EXPECTED_SERIES)

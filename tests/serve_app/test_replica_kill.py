@@ -54,6 +54,8 @@ def served(serve_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 "database_url": database_url,
                 "seed_demo": True,
                 "agent": {"explain_mode": "never", "tool_timeout_s": 10},
+                # No holds: every block here must open its own case.
+                "actions": {"hold_hours": 0},
                 "console": {"enabled": False},
                 "auth": {"mode": "disabled"},
             }
