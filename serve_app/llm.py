@@ -71,6 +71,8 @@ class HandleExplainer:
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "stream": on_delta is not None,
+            # Never an empty answer, even from a model whose first word is "stop".
+            "min_tokens": 1,
         }
         if schema is not None:
             options["response_format"] = {
