@@ -90,10 +90,7 @@ class HandleExplainer:
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], max_tokens: int
     ) -> list[tuple[str, str]]:
         """The function calls the model makes, as (name, arguments JSON)."""
-        from ray.serve.llm.openai_api_models import (
-            ChatCompletionRequest,
-            ChatCompletionResponse,
-        )
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
         # "required" makes vLLM constrain the output to the tools' strict schemas,
         # which is what keeps a weak model's arguments well formed.
@@ -106,7 +103,7 @@ class HandleExplainer:
             temperature=0.0,
         )
         async for answer in self._handle.chat.remote(request):
-            if not isinstance(answer, ChatCompletionResponse):
+            if not _is_completion(answer):
                 logger.warning("tool choice answered with an error: %s", str(answer)[:200])
                 return []
             calls = answer.choices[0].message.tool_calls or []
@@ -114,10 +111,8 @@ class HandleExplainer:
         return []
 
     async def _whole(self, request: Any) -> str | None:
-        from ray.serve.llm.openai_api_models import ChatCompletionResponse
-
         async for answer in self._handle.chat.remote(request):
-            if isinstance(answer, ChatCompletionResponse):
+            if _is_completion(answer):
                 usage = answer.usage
                 self._record("ok", usage.prompt_tokens if usage else 0,
                              usage.completion_tokens if usage else 0)
@@ -178,6 +173,14 @@ class HandleChat:
         async for lines in self._handle.chat.remote(request):
             for line in lines if isinstance(lines, list) else [lines]:
                 yield line if isinstance(line, str) else f"data: {json.dumps(line)}\n\n"
+
+
+def _is_completion(answer: Any) -> bool:
+    # The engine answers with its own response class, not the public subclass in
+    # ray.serve.llm.openai_api_models, so the type is told by its fields.
+    return getattr(answer, "object", None) == "chat.completion" and bool(
+        getattr(answer, "choices", None)
+    )
 
 
 def _sse_chunks(lines: Any) -> list[dict[str, Any]]:

@@ -42,9 +42,13 @@ class RunningApp:
     database_url: str
     metrics_url: str
 
-    def wait_for_emails(self, count: int, timeout_s: float = 30) -> list[Message]:
+    def wait_for_emails(self, *ids: str, timeout_s: float = 30) -> list[Message]:
+        """The messages received so far, once one carries each id in its Message-ID."""
         deadline = time.monotonic() + timeout_s
-        while len(self.inbox.messages) < count and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            messages = list(self.inbox.messages)
+            if all(any(i in m["Message-ID"] for m in messages) for i in ids):
+                break
             time.sleep(0.1)
         return list(self.inbox.messages)
 
