@@ -26,6 +26,7 @@ from deployments import (
 )
 from deployments.agent import Agent
 from deployments.notifier import CustomerNotifier, configured_channels
+from fraudline.migrations import upgrade_to_head
 from fraudline.pii import install_log_redaction
 from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
 from serve_app.api import create_api
@@ -254,6 +255,8 @@ def build_app(args: dict[str, Any]) -> Application:
     config = _with_absolute_paths(AppConfig.from_args(args))
     AuthConfig.from_args(config.auth)  # fail at deploy time, not in every replica
     url = config.database_url
+    # The schema is brought to the newest revision once, before any replica starts.
+    upgrade_to_head(url)
 
     tools: dict[str, Any] = {}
     for name, (cls, module, key) in EVIDENCE_TOOLS.items():
