@@ -97,10 +97,15 @@ class EmailAlertsReplica(email_alerts.EmailAlerts):
 
 
 class HandleToolbox:
-    """The agent's tools, reached through Serve deployment handles."""
+    """The agent's tools, reached through Serve deployment handles.
 
-    def __init__(self, handles: dict[str, DeploymentHandle]) -> None:
+    Holds are read straight from the store: a handle round trip costs more than
+    the indexed query, and every payment waits for this read.
+    """
+
+    def __init__(self, handles: dict[str, DeploymentHandle], database_url: str) -> None:
         self._handles = handles
+        self._holds = fraud_logger.FraudLogger(database_url, create_tables=False)
 
     async def evaluate(self, tool: str, transactions: list[Transaction]) -> list[Evidence]:
         return await self._handles[tool].evaluate_batch.remote(transactions)
@@ -122,7 +127,7 @@ class HandleToolbox:
         return await self._handles["fraud_logger"].latest_decision.remote(transaction_id)
 
     async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]:
-        return await self._handles["fraud_logger"].active_holds.remote(customer_ids, at)
+        return await asyncio.to_thread(self._holds.active_holds, customer_ids, at)
 
     async def notify_customers(self, notification_ids: list[str]) -> list[Action]:
         if not notification_ids:
@@ -184,7 +189,10 @@ class AgentIngress:
             explainer = HandleExplainer(llm, self._config.llm.model_id, self._model_called)
             self._chat = HandleChat(llm, self._config.llm.model_id)
         self._agent = Agent(
-            self._config.agent, HandleToolbox(tools), explainer, observer=self._metrics
+            self._config.agent,
+            HandleToolbox(tools, self._config.database_url),
+            explainer,
+            observer=self._metrics,
         )
         self._records = HandleRecords(tools["fraud_logger"], tools["report_generator"])
         batching = self._config.batching
