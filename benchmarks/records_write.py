@@ -90,11 +90,16 @@ def main() -> None:
         started = time.perf_counter()
         report = logger.verify_chain()
         verify_s = time.perf_counter() - started
-        print(f"database: {make_url(url).get_backend_name()}")
-        print(f"batch of 100: {batched:,.0f} cases/s (case + audit entry + history + alert)")
-        print(f"single:       {single:,.0f} cases/s")
+        _say(f"database: {make_url(url).get_backend_name()}")
+        _say(f"batch of 100: {batched:,.0f} cases/s (case + audit entry + history + alert)")
+        _say(f"single:       {single:,.0f} cases/s")
         checked = report.entries_checked
-        print(f"verify_chain: {checked:,} entries in {verify_s:.2f} s, ok={report.ok}")
+        _say(f"verify_chain: {checked:,} entries in {verify_s:.2f} s, ok={report.ok}")
+
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def measure_memory(label: str, load: Callable[[], Any]) -> Any:
     kept, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del second
-    print(
+    _say(
         f"{label}: load {seconds:.2f} s, RSS +{rss_after - rss_before:.1f} MiB, "
         f"python heap kept {kept / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB"
     )
@@ -83,7 +83,7 @@ def time_tool(name: str, evaluate: Callable[[list[Transaction]], Any], rounds: i
         samples.sort()
         p50 = statistics.median(samples)
         p95 = samples[int(len(samples) * 0.95) - 1]
-        print(f"{name} batch={size:>2}: {p50:.2f} ms/tx p50, {p95:.2f} ms/tx p95")
+        _say(f"{name} batch={size:>2}: {p50:.2f} ms/tx p50, {p95:.2f} ms/tx p95")
 
 
 def main() -> None:
@@ -109,7 +109,7 @@ def main() -> None:
             ("identity", identity.evaluate_batch),
         ):
             for evidence in evaluate(scenarios()):
-                print(
+                _say(
                     f"{tool} scenario points: {evidence.points:.0f} "
                     f"{[s.code for s in evidence.signals]}"
                 )
@@ -124,6 +124,11 @@ def _loaded(gazetteer: Gazetteer) -> Gazetteer:
 def _looked_up(lookup: IpLookup) -> IpLookup:
     lookup.lookup_many(["8.8.8.8", "2001:4860:4860::8888"])
     return lookup
+
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
 
 
 if __name__ == "__main__":

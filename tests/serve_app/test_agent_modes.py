@@ -29,7 +29,7 @@ def _events(body: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def tool_calling_url(serve_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def tool_calling_url(serve_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second app whose agent lets the model pick tools, asking it every time."""
     from ray import serve
 
@@ -42,8 +42,13 @@ def tool_calling_url(serve_cluster, tmp_path_factory: pytest.TempPathFactory) ->
         {
             "database_url": f"sqlite:///{tmp_path_factory.mktemp('modes')}/fraudline.db",
             "seed_demo": True,
-            "agent": {"mode": "tool_calling", "explain_mode": "always",
-                      "model_timeout_s": 120, "tool_timeout_s": 30, "max_tool_steps": 2},
+            "agent": {
+                "mode": "tool_calling",
+                "explain_mode": "always",
+                "model_timeout_s": 120,
+                "tool_timeout_s": 30,
+                "max_tool_steps": 2,
+            },
             "actions": {"hold_hours": 0},
             "console": {"enabled": False},
             "auth": {"mode": "disabled"},
@@ -57,7 +62,7 @@ def tool_calling_url(serve_cluster, tmp_path_factory: pytest.TempPathFactory) ->
     serve.delete("fraudline-tools")
 
 
-def test_stream_shows_each_step_then_the_decision(running_app) -> None:  # type: ignore[no-untyped-def]
+def test_stream_shows_each_step_then_the_decision(running_app: Any) -> None:
     body = dict(SCENARIOS["medium_risk"], transaction_id="TXN-STREAM-1")
 
     response = httpx.post(f"{running_app.url}/v1/analyze/stream", json=body, timeout=180)
@@ -67,7 +72,10 @@ def test_stream_shows_each_step_then_the_decision(running_app) -> None:  # type:
     assert response.headers["content-type"].startswith("text/event-stream")
     assert names[:3] == ["tool_call"] * 3
     assert sorted(data["tool"] for name, data in events if name == "tool_result") == [
-        "geolocation", "identity", "transaction_risk"]
+        "geolocation",
+        "identity",
+        "transaction_risk",
+    ]
     assert "policy" in names and names[-1] == "decision"
     assert "answer" in names  # the model's text arrived as it was written
     assert events[-1][1]["result"]["decision"] == "review"
@@ -79,19 +87,23 @@ def test_tool_calling_mode_keeps_the_policy_decision(tool_calling_url: str, name
 
     result = httpx.post(f"{tool_calling_url}/v1/analyze", json=body, timeout=300).json()
 
-    expected = {"low_risk": {"approve", "review"}, "high_risk": {"block"},
-                "medium_risk": {"review"}}[name]
+    expected = {
+        "low_risk": {"approve", "review"},
+        "high_risk": {"block"},
+        "medium_risk": {"review"},
+    }[name]
     assert result["decision"] in expected  # the model may only raise approve to review
     assert result["explanation"]["model"] == "fraudline-tiny-tools"
     assert result["latency_ms"]["model"] > 0
 
 
 @pytest.mark.parametrize("mode", ["playbook", "tool_calling"])
-def test_hostile_merchant_text_changes_nothing(running_app, tool_calling_url, mode) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_merchant_text_changes_nothing(
+    running_app: Any, tool_calling_url: Any, mode: Any
+) -> None:
     url = running_app.url if mode == "playbook" else tool_calling_url
     moment = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    plain = dict(SCENARIOS["medium_risk"], transaction_id=f"TXN-PLAIN-{mode}",
-                 timestamp=moment)
+    plain = dict(SCENARIOS["medium_risk"], transaction_id=f"TXN-PLAIN-{mode}", timestamp=moment)
     hostile = dict(plain, transaction_id=f"TXN-HOSTILE-{mode}", merchant=HOSTILE)
 
     # One batch: both see the same history, so only the merchant text differs.
@@ -104,5 +116,6 @@ def test_hostile_merchant_text_changes_nothing(running_app, tool_calling_url, mo
 
     assert second["decision"] == first["decision"] == "review"
     assert [r["code"] for r in second["reasons"] if r["tool"] != "model"] == [
-        r["code"] for r in first["reasons"] if r["tool"] != "model"]
+        r["code"] for r in first["reasons"] if r["tool"] != "model"
+    ]
     assert sorted(second["evidence"]) == sorted(first["evidence"])

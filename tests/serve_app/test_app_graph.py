@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -11,7 +13,7 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def decided(running_app) -> dict:  # type: ignore[no-untyped-def]
+def decided(running_app: Any) -> dict:
     # Another test's block may have put the demo card on hold; lift it as an analyst.
     httpx.delete(f"{running_app.url}/v1/customers/C-12345/hold", params={"actor": "test"})
     results = {}
@@ -23,11 +25,11 @@ def decided(running_app) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_demo_scenario_gets_its_decision(decided, name) -> None:  # type: ignore[no-untyped-def]
+def test_demo_scenario_gets_its_decision(decided: Any, name: Any) -> None:
     assert decided[name]["decision"] == EXPECTED_DECISIONS[name]
 
 
-def test_high_risk_scenario_blocks_with_named_reasons(decided) -> None:  # type: ignore[no-untyped-def]
+def test_high_risk_scenario_blocks_with_named_reasons(decided: Any) -> None:
     result = decided["high_risk"]
     codes = {reason["code"] for reason in result["reasons"]}
 
@@ -39,7 +41,7 @@ def test_high_risk_scenario_blocks_with_named_reasons(decided) -> None:  # type:
     assert kinds["alert"]["state"] in ("done", "queued")
 
 
-def test_block_emails_the_team_and_the_customer_once_each(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+def test_block_emails_the_team_and_the_customer_once_each(running_app: Any, decided: Any) -> None:
     actions = decided["high_risk"]["actions"]
     alert = next(a["id"] for a in actions if a["kind"] == "alert")
     notice = next(a["id"] for a in actions if a["kind"] == "notification")
@@ -59,7 +61,7 @@ def test_block_emails_the_team_and_the_customer_once_each(running_app, decided) 
     assert "4242" in text and "CRYPTO-EXCHANGE-XX" in text
 
 
-def test_grey_zone_goes_to_the_real_model(decided) -> None:  # type: ignore[no-untyped-def]
+def test_grey_zone_goes_to_the_real_model(decided: Any) -> None:
     explanation = decided["medium_risk"]["explanation"]
 
     assert explanation["model"] == "fraudline-tiny"
@@ -67,10 +69,8 @@ def test_grey_zone_goes_to_the_real_model(decided) -> None:  # type: ignore[no-u
     assert decided["medium_risk"]["latency_ms"]["model"] > 0
 
 
-def test_report_renders_as_pdf_and_html(running_app, decided) -> None:  # type: ignore[no-untyped-def]
-    report_id = next(
-        a["id"] for a in decided["high_risk"]["actions"] if a["kind"] == "report"
-    )
+def test_report_renders_as_pdf_and_html(running_app: Any, decided: Any) -> None:
+    report_id = next(a["id"] for a in decided["high_risk"]["actions"] if a["kind"] == "report")
 
     html = httpx.get(f"{running_app.url}/v1/reports/{report_id}", params={"format": "html"})
     pdf = httpx.get(f"{running_app.url}/v1/reports/{report_id}", params={"format": "pdf"})
@@ -79,14 +79,14 @@ def test_report_renders_as_pdf_and_html(running_app, decided) -> None:  # type: 
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
 
-def test_audit_chain_verifies(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+def test_audit_chain_verifies(running_app: Any, decided: Any) -> None:
     report = httpx.get(f"{running_app.url}/v1/audit/verify").json()
 
     assert report["ok"] is True
     assert report["entries_checked"] >= 3
 
 
-def test_bad_amount_is_rejected_naming_the_field(running_app) -> None:  # type: ignore[no-untyped-def]
+def test_bad_amount_is_rejected_naming_the_field(running_app: Any) -> None:
     bad = dict(SCENARIOS["low_risk"], transaction_id="TXN-BAD-1", amount=-5)
 
     response = httpx.post(f"{running_app.url}/v1/analyze", json=bad)
@@ -95,7 +95,7 @@ def test_bad_amount_is_rejected_naming_the_field(running_app) -> None:  # type: 
     assert response.json()["detail"][0]["loc"][-1] == "amount"
 
 
-def test_batch_endpoint_answers_each_item_in_order(running_app) -> None:  # type: ignore[no-untyped-def]
+def test_batch_endpoint_answers_each_item_in_order(running_app: Any) -> None:
     items = [
         dict(SCENARIOS["low_risk"], transaction_id=f"TXN-BATCH-{i}", amount=100 + i)
         for i in range(5)
@@ -115,7 +115,7 @@ def test_batch_endpoint_answers_each_item_in_order(running_app) -> None:  # type
     assert body["results"][2]["errors"][0]["loc"] == ["ip_address"]
 
 
-def test_block_holds_the_card_until_an_analyst_releases_it(running_app, decided) -> None:  # type: ignore[no-untyped-def]
+def test_block_holds_the_card_until_an_analyst_releases_it(running_app: Any, decided: Any) -> None:
     hold = next(a for a in decided["high_risk"]["actions"] if a["kind"] == "hold")
     ordinary = dict(SCENARIOS["low_risk"], transaction_id="TXN-AFTER-HOLD-1")
 

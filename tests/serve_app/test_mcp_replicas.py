@@ -75,7 +75,7 @@ def _two_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def mcp_url(serve_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def mcp_url(serve_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The /mcp URL of an app with two replicas of each tool, in the session's Ray."""
     from ray import serve
 

@@ -34,7 +34,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(serve_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:  # type: ignore[no-untyped-def]
+def served(serve_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The graph without a model, two replicas of each tool that gets killed."""
     from ray import serve
 
@@ -156,9 +156,7 @@ def test_killing_tool_replicas_under_load_loses_no_decision_and_duplicates_nothi
     ids = [body["transaction_id"] for body in bodies]
     counts = _counts(served.database_url, ids)
     lost = [tx_id for tx_id in ids if counts["decisions"][tx_id] != 1]
-    duplicates = sum(
-        n - 1 for table in counts.values() for n in table.values() if n > 1
-    )
+    duplicates = sum(n - 1 for table in counts.values() for n in table.values() if n > 1)
     say(
         request.config,
         f"replica kill: {REQUESTS} requests, {faults} replicas killed, answers {dict(codes)}, "
