@@ -21,8 +21,18 @@ stop_smtp() {
   fi
 }
 
+stop_orphaned_engines() {
+  # vLLM's engine processes outlive `ray stop`; once their parent is gone they
+  # belong to init, so only leftovers match. Workers are orphaned in turn.
+  for _ in 1 2 3; do
+    pkill -KILL -P 1 -f '^VLLM::' 2>/dev/null || true
+    sleep 1
+  done
+}
+
 if [ "${1:-}" = "stop" ]; then
   .venv/bin/ray stop --force
+  stop_orphaned_engines
   stop_smtp
   exit 0
 fi
@@ -41,6 +51,7 @@ export FRAUDLINE_SMTP_HOST=127.0.0.1 FRAUDLINE_SMTP_PORT=8025
 
 # ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
 .venv/bin/ray stop --force >/dev/null 2>&1 || true
+stop_orphaned_engines
 .venv/bin/ray start --head --node-ip-address=127.0.0.1 --num-cpus=8 \
   --dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats
 .venv/bin/serve run --non-blocking --address=auto configs/local.yaml >"$LOG" 2>&1
