@@ -32,6 +32,7 @@ from deployments.notifier import notification_actions
 from deployments.registry import TOOLS, openai_tools
 from fraudline.errors import StoreUnavailable
 from fraudline.policy import (
+    ACCOUNT_ON_HOLD,
     PolicyConfig,
     PolicyOutcome,
     apply_model_advice,
@@ -50,7 +51,6 @@ from fraudline.schemas import (
 logger = logging.getLogger(__name__)
 
 EVIDENCE_TOOLS = ("transaction_risk", "identity", "geolocation")
-ACCOUNT_ON_HOLD = "account_on_hold"
 
 
 class Toolbox(Protocol):
@@ -436,12 +436,13 @@ class Agent:
         assert self._explainer is not None
         specs = [spec for spec in TOOLS if spec.deployment in EVIDENCE_TOOLS]
         by_name = {spec.name: spec for spec in specs}
+        offered = openai_tools(specs)
         transcript = list(messages)
         for step in range(self._config.max_tool_steps):
             try:
                 calls = await asyncio.wait_for(
                     self._explainer.choose_tools(
-                        transcript, openai_tools(specs), self._config.model_max_tokens
+                        transcript, offered, self._config.model_max_tokens
                     ),
                     self._config.model_timeout_s,
                 )

@@ -27,6 +27,7 @@ from fraudline.db import make_engine, make_sessions
 from fraudline.errors import ConfigError, InvalidInput, NotFound, StoreUnavailable
 from fraudline.history import CustomerRow, TransactionRow
 from fraudline.outbox import ALERT, CHANNEL_KINDS, compose_alert, compose_customer_notice
+from fraudline.policy import ACCOUNT_ON_HOLD
 from fraudline.records import (
     CASE_TRANSITIONS,
     LABEL_STATUS,
@@ -63,8 +64,6 @@ _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 _TAG = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 _STATUS_LABEL = {status: label for label, status in LABEL_STATUS.items()}
 
-# The reason code of a payment blocked only because its customer's card is on hold.
-ACCOUNT_ON_HOLD = "account_on_hold"
 # Who placed a hold that a block placed.
 SYSTEM_ACTOR = "fraudline"
 # Holds last at most this long, whoever sets them.

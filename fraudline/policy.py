@@ -13,6 +13,7 @@ _SEVERITY: dict[str, int] = {"approve": 0, "review": 1, "block": 2}
 
 EVIDENCE_UNAVAILABLE = "evidence_unavailable"
 MODEL_ESCALATION = "model_escalation"
+ACCOUNT_ON_HOLD = "account_on_hold"
 
 
 class PolicyConfig(BaseModel):

@@ -41,7 +41,7 @@ from serve_app.metrics import ServeMetrics
 logger = logging.getLogger(__name__)
 
 # Deployment name -> (plain class, its module's defaults, the agent's name for it).
-EVIDENCE_TOOLS = {
+EVIDENCE_DEPLOYMENTS = {
     "TransactionRisk": (transaction_risk.TransactionRisk, transaction_risk, "transaction_risk"),
     "IdentityVerifier": (identity.IdentityVerifier, identity, "identity"),
     "GeolocationChecker": (geolocation.GeolocationChecker, geolocation, "geolocation"),
@@ -267,7 +267,7 @@ def build_app(args: dict[str, Any]) -> Application:
     upgrade_to_head(url)
 
     tools: dict[str, Any] = {}
-    for name, (cls, module, key) in EVIDENCE_TOOLS.items():
+    for name, (cls, module, key) in EVIDENCE_DEPLOYMENTS.items():
         options = dict(module.DEPLOYMENT_DEFAULTS)
         tools[key] = serve.deployment(_replica_class(cls), name=name, **options).bind(
             url, **config.tools.get(name, {})

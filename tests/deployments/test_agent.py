@@ -93,7 +93,9 @@ class FakeModel:
         self.delay_s = delay_s
         self.prompts: list[list[dict[str, str]]] = []
 
-    async def complete(self, messages, schema, max_tokens, on_delta=None):  # type: ignore[no-untyped-def]
+    async def complete(
+        self, messages: Any, schema: Any, max_tokens: int, on_delta: Any = None
+    ) -> str:
         self.prompts.append(messages)
         await asyncio.sleep(self.delay_s)
         text = json.dumps(self.answer) if self.answer else "not json"

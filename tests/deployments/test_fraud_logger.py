@@ -59,7 +59,9 @@ def _result(transaction_id: str, decision: str, customer_id: str = "C-12345") ->
         customer_id=customer_id,
         decision=decision,  # type: ignore[arg-type]
         risk_score=SCORES[decision],
-        risk_level={"approve": "low", "review": "medium", "block": "high"}[decision],  # type: ignore[arg-type]
+        risk_level={  # type: ignore[arg-type]
+            "approve": "low", "review": "medium", "block": "high"
+        }[decision],
         reasons=[Reason(code=travel.code, text=travel.text, tool="geolocation", points=40.0)],
         evidence={"geolocation": Evidence(tool="geolocation", signals=[travel])},
         explanation=Explanation(text=f"{decision}: travel speed is impossible"),

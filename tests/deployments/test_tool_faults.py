@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from deployments.agent import Agent, AgentConfig
+from deployments.agent import EVIDENCE_TOOLS, Agent, AgentConfig
 from deployments.fraud_logger import FraudLogger
 from deployments.toolbox import LocalToolbox
 from fraudline.demo import seed_demo_history
@@ -21,7 +21,6 @@ from fraudline.policy import EVIDENCE_UNAVAILABLE
 from fraudline.schemas import DecisionResult, Transaction
 from tests.serve_app.inprocess import NOW, build_local_api, say, scenario
 
-EVIDENCE_TOOLS = ("transaction_risk", "identity", "geolocation")
 # The method the agent calls on each action tool.
 ACTION_METHODS = {
     "fraud_logger": "log_batch",

@@ -396,6 +396,7 @@ async def test_handle_caller_raises_the_replicas_own_error() -> None:
         get_case = Method()
 
     with pytest.raises(NotFound) as raised:
-        await HandleCaller({"fraud_logger": Handle()}).call("fraud_logger", "get_case", "CASE-1")  # type: ignore[dict-item]
+        caller = HandleCaller({"fraud_logger": Handle()})  # type: ignore[dict-item]
+        await caller.call("fraud_logger", "get_case", "CASE-1")
 
     assert raised.value is missing
