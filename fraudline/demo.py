@@ -125,25 +125,27 @@ def seed_demo_history(database_url: str, now: datetime | None = None) -> int:
     """
     now = now or datetime.now(UTC)
     engine = make_engine(database_url)
-    create_schema(engine)
-    sessions = make_sessions(engine)
-    store = HistoryStore(sessions)
-    store.upsert_customers(
-        [dict(customer, created_at=now - timedelta(days=730)) for customer in DEMO_CUSTOMERS]
-    )
-    with sessions() as session:
-        recent = session.scalar(
-            select(func.count())
-            .select_from(TransactionRow)
-            .where(TransactionRow.customer_id.in_(["C-12345", "C-67890"]))
-            .where(TransactionRow.occurred_at >= now - timedelta(days=30))
+    try:
+        create_schema(engine)
+        sessions = make_sessions(engine)
+        store = HistoryStore(sessions)
+        store.upsert_customers(
+            [dict(c, created_at=now - timedelta(days=730)) for c in DEMO_CUSTOMERS]
         )
-    if recent and recent >= 10:
-        return 0
-    rows = demo_history(now)
-    store.record(rows)
-    engine.dispose()
-    return len(rows)
+        with sessions() as session:
+            recent = session.scalar(
+                select(func.count())
+                .select_from(TransactionRow)
+                .where(TransactionRow.customer_id.in_(["C-12345", "C-67890"]))
+                .where(TransactionRow.occurred_at >= now - timedelta(days=30))
+            )
+        if recent and recent >= 10:
+            return 0
+        rows = demo_history(now)
+        store.record(rows)
+        return len(rows)
+    finally:
+        engine.dispose()
 
 
 def _row(

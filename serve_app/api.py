@@ -208,6 +208,8 @@ def create_api(
     @api.get("/v1/cases/{case_id}")
     async def get_case(case_id: str) -> dict[str, Any]:
         """One case with its stored decision, evidence and timeline."""
+        # The cases router's route comes first and answers when it is included;
+        # this one serves apps built without it.
         return await records.case(case_id)
 
     @api.get("/v1/reports/{report_id}")
