@@ -274,9 +274,13 @@ class GeolocationChecker:
             )
             if key in seen:
                 continue
-            place = self._past_place(past)
-            if place is not None:
-                seen[key] = (place.latitude, place.longitude)
+            if past.latitude is not None and past.longitude is not None:
+                # Coordinates are the place already; naming the city is not needed.
+                seen[key] = (past.latitude, past.longitude)
+            else:
+                place = self._gazetteer.resolve(past.location)
+                if place is not None:
+                    seen[key] = (place.latitude, place.longitude)
             if len(seen) >= MAX_HINTS:
                 break
         return list(seen.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import statistics
@@ -368,7 +369,9 @@ def _account_age(tx: Transaction, history: CustomerHistory) -> dict[str, Any]:
     return {"account_age_days": round(days, 1), "account_age_source": source}
 
 
+@functools.lru_cache(maxsize=65536)
 def _normalised(address: str | None) -> str | None:
+    # Cached: a batch compares each payment with every past address of its customer.
     if not address:
         return None
     try:

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from fraudline.features import compute_features, live_events
 from fraudline.riskmodel import DEFAULT_MODEL_PATH, Contribution, RiskModel
 from fraudline.schemas import Evidence, Signal, Transaction
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from fraudline.history import HistoryStore
 
 logger = logging.getLogger(__name__)
 
 TOOL_NAME = "transaction_risk"
+
+FeatureRow = Mapping[str, Any]
+"""One payment's features, by column name."""
 
 DEPLOYMENT_DEFAULTS: dict[str, Any] = {
     "ray_actor_options": {"num_cpus": 1},
@@ -140,18 +143,39 @@ class TransactionRisk:
         features = compute_features(live_events(transactions, histories), self._model.rates)
         matrix = self._model.matrix(features)
         probabilities = self._model.predict(matrix)
-        drivers = self._model.contributions(matrix, top=self._top)
+        drivers = self._drivers(matrix, probabilities)
         return [
             self._evidence(tx, row, float(p), top)
-            for tx, (_, row), p, top in zip(
-                transactions, features.iterrows(), probabilities, drivers, strict=True
+            for tx, row, p, top in zip(
+                transactions,
+                features.to_dict("records"),
+                probabilities,
+                drivers,
+                strict=True,
             )
         ]
+
+    def _drivers(
+        self, matrix: np.ndarray, probabilities: np.ndarray
+    ) -> list[list[Contribution]]:
+        """The model's drivers of each payment it scores at or above its low threshold.
+
+        TreeSHAP costs about 1 ms a row, several hundred times the prediction, and
+        below the low threshold the model adds no points, so there is nothing to
+        explain: those payments get no drivers.
+        """
+        drivers: list[list[Contribution]] = [[] for _ in probabilities]
+        flagged = np.flatnonzero(probabilities >= self._model.thresholds.low)
+        if flagged.size:
+            found = self._model.contributions(matrix[flagged], top=self._top)
+            for index, row in zip(flagged, found, strict=True):
+                drivers[index] = row
+        return drivers
 
     def _evidence(
         self,
         transaction: Transaction,
-        row: pd.Series,
+        row: FeatureRow,
         probability: float,
         drivers: list[Contribution],
     ) -> Evidence:
@@ -192,7 +216,7 @@ class TransactionRisk:
         )
 
 
-def category_signals(category: str, row: pd.Series) -> list[Signal]:
+def category_signals(category: str, row: FeatureRow) -> list[Signal]:
     """High-risk categories always; resale goods only with an unusual amount."""
     key = " ".join(category.strip().lower().replace("_", " ").split())
     if key in HIGH_RISK_CATEGORIES:
@@ -219,7 +243,7 @@ def category_signals(category: str, row: pd.Series) -> list[Signal]:
     return []
 
 
-def amount_signals(transaction: Transaction, row: pd.Series) -> list[Signal]:
+def amount_signals(transaction: Transaction, row: FeatureRow) -> list[Signal]:
     """Amount far above this customer's own history; a context signal without one."""
     if row["history_count"] == 0:
         return [
@@ -250,7 +274,7 @@ def amount_signals(transaction: Transaction, row: pd.Series) -> list[Signal]:
     ]
 
 
-def context_signals(transaction: Transaction, row: pd.Series) -> list[Signal]:
+def context_signals(transaction: Transaction, row: FeatureRow) -> list[Signal]:
     """Card not present and night time: small weights, they are common."""
     signals = []
     if not transaction.card_present:
@@ -303,21 +327,23 @@ def model_signal(
             _logit(MODEL_FULL_PROBABILITY) - _logit(high)
         )
         points = MODEL_HIGH_POINTS + (MODEL_MAX_POINTS - MODEL_HIGH_POINTS) * min(1.0, share)
+    text = (
+        f"Risk model {model.version} gives a {probability:.1%} fraud probability "
+        f"(review threshold {low:.1%})"
+    )
     pushing = [d for d in drivers if d.log_odds > 0][:2] or list(drivers[:2])
-    named = ", ".join(_describe(d) for d in pushing)
+    if pushing:
+        text += "; main drivers: " + ", ".join(_describe(d) for d in pushing)
     return Signal(
         code="model_risk",
-        text=(
-            f"Risk model {model.version} gives a {probability:.1%} fraud probability "
-            f"(review threshold {low:.1%}); main drivers: {named}"
-        ),
+        text=text,
         value=round(probability, 6),
         unit="probability",
         points=round(points, 1),
     )
 
 
-def _is_unusual_amount(row: pd.Series) -> bool:
+def _is_unusual_amount(row: FeatureRow) -> bool:
     ratio, z = row["amount_ratio"], row["amount_z"]
     return bool(
         row["history_count"] > 0

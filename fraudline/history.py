@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -96,6 +97,24 @@ class CustomerHistory:
         return self.transactions[-1] if self.transactions else None
 
 
+# The customer, then PastTransaction's fields in their order.
+_PAST_COLUMNS = (
+    TransactionRow.customer_id,
+    TransactionRow.transaction_id,
+    TransactionRow.occurred_at,
+    TransactionRow.amount,
+    TransactionRow.merchant,
+    TransactionRow.merchant_category,
+    TransactionRow.location,
+    TransactionRow.latitude,
+    TransactionRow.longitude,
+    TransactionRow.card_present,
+    TransactionRow.device_id,
+    TransactionRow.ip_address,
+    TransactionRow.decision,
+)
+
+
 def _utc(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
@@ -132,25 +151,33 @@ class HistoryStore:
                     select(CustomerRow).where(CustomerRow.customer_id.in_(customer_ids))
                 )
             }
+            # Plain rows, not ORM objects: building entities cost more than the
+            # query itself on a batch of a few thousand past payments.
             by_customer: dict[str, list[PastTransaction]] = defaultdict(list)
-            rows = session.scalars(
-                select(TransactionRow)
+            rows = session.execute(
+                select(*_PAST_COLUMNS)
                 .where(TransactionRow.customer_id.in_(customer_ids))
                 .where(TransactionRow.occurred_at >= earliest)
                 .where(TransactionRow.occurred_at < latest)
                 .order_by(TransactionRow.occurred_at)
             )
-            for row in rows:
-                by_customer[row.customer_id].append(_to_past(row))
+            for customer_id, transaction_id, occurred_at, *rest in rows:
+                by_customer[customer_id].append(
+                    PastTransaction(transaction_id, _utc(occurred_at), *rest)
+                )
 
+        moments = {
+            customer_id: [past.occurred_at for past in found]
+            for customer_id, found in by_customer.items()
+        }
         result = []
         for customer_id, moment in wanted:
-            past = [
-                tx
-                for tx in by_customer.get(customer_id, [])
-                if moment - window <= tx.occurred_at < moment
-            ]
-            result.append(CustomerHistory(customers.get(customer_id), past[-limit:]))
+            found = by_customer.get(customer_id, [])
+            times = moments.get(customer_id, [])
+            first = bisect_left(times, moment - window)
+            end = bisect_left(times, moment)
+            past = found[max(first, end - limit) : end]
+            result.append(CustomerHistory(customers.get(customer_id), past))
         return result
 
     def record(self, rows: Sequence[dict]) -> None:
@@ -159,7 +186,9 @@ class HistoryStore:
             return
         with self._sessions.begin() as session:
             insert = _insert_ignoring_duplicates(session.bind.dialect.name)
-            session.execute(insert(TransactionRow).values(list(rows)))
+            # Parameters as a list, not .values(): SQLAlchemy then sends them in
+            # pages, under SQLite's limit on bound variables per statement.
+            session.execute(insert(TransactionRow), list(rows))
 
     def upsert_customers(self, customers: Sequence[dict]) -> None:
         with self._sessions.begin() as session:
@@ -182,21 +211,4 @@ def _to_customer(row: CustomerRow) -> Customer:
         email=row.email,
         card_last4=row.card_last4,
         created_at=_utc(row.created_at),
-    )
-
-
-def _to_past(row: TransactionRow) -> PastTransaction:
-    return PastTransaction(
-        transaction_id=row.transaction_id,
-        occurred_at=_utc(row.occurred_at),
-        amount=row.amount,
-        merchant=row.merchant,
-        merchant_category=row.merchant_category,
-        location=row.location,
-        latitude=row.latitude,
-        longitude=row.longitude,
-        card_present=row.card_present,
-        device_id=row.device_id,
-        ip_address=row.ip_address,
-        decision=row.decision,
     )

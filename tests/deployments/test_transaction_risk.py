@@ -197,6 +197,27 @@ def test_model_signal_names_probability_and_two_drivers(
     assert drivers[0]["feature"] in model.feature_names
 
 
+def test_drivers_are_worked_out_only_at_or_above_the_low_threshold(
+    tmp_db_url: str, model: RiskModel
+) -> None:
+    now = datetime(2026, 1, 15, 15, 10, tzinfo=UTC)
+    tool = make_tool(tmp_db_url, model, now)
+
+    groceries = scenario3(now).model_copy(
+        update={"transaction_id": "TX-G", "amount": 45.0, "merchant_category": "Grocery"}
+    )
+
+    everyday, flagged = tool.evaluate_batch([groceries, scenario3(now)])
+
+    assert everyday.details["probability"] < model.thresholds.low
+    assert everyday.details["top_features"] == []
+    assert _signal(everyday, "model_risk").points == 0
+    assert "drivers" not in _signal(everyday, "model_risk").text
+    assert flagged.details["probability"] >= model.thresholds.low
+    assert len(flagged.details["top_features"]) == 3
+    assert "main drivers: " in _signal(flagged, "model_risk").text
+
+
 def test_new_customer_gets_no_history_context_and_no_amount_anomaly(
     tmp_db_url: str, model: RiskModel
 ) -> None:
