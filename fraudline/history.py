@@ -36,7 +36,11 @@ class CustomerRow(Base):
 
 class TransactionRow(Base):
     __tablename__ = "transactions"
-    __table_args__ = (Index("ix_transactions_customer_time", "customer_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_transactions_customer_time", "customer_id", "occurred_at"),
+        # Which customers used a device: the identity tool asks for every payment.
+        Index("ix_transactions_device_customer", "device_id", "customer_id"),
+    )
 
     transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(64))

@@ -19,7 +19,7 @@ from fraudline.migrations import (
 )
 from fraudline.schemas import DecisionResult, Explanation, Transaction
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _tables(url: str) -> set[str]:
