@@ -106,9 +106,12 @@ async def offered_load(url: str, rate: float, bodies: list[dict[str, Any]]) -> d
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
             began = time.perf_counter()
             try:
-                response = await client.post("/v1/analyze", json=body)
+                # httpx's timeout is per step (pool, connect, read); this bounds the whole.
+                response = await asyncio.wait_for(
+                    client.post("/v1/analyze", json=body), REQUEST_TIMEOUT_S
+                )
                 code = response.status_code
-            except httpx.HTTPError:
+            except (httpx.HTTPError, TimeoutError):
                 code = 0
             took = (time.perf_counter() - began) * 1000
             if code == 200:

@@ -31,6 +31,7 @@ from fraudline.pii import install_log_redaction
 from fraudline.schemas import Action, DecisionResult, Evidence, Transaction
 from serve_app.api import create_api
 from serve_app.auth import AuthConfig, Authenticator, protect
+from serve_app.batching import MicroBatcher
 from serve_app.cases_api import build_cases_router
 from serve_app.config import AppConfig
 from serve_app.holds_api import build_holds_router
@@ -196,8 +197,13 @@ class AgentIngress:
         )
         self._records = HandleRecords(tools["fraud_logger"], tools["report_generator"])
         batching = self._config.batching
-        self.decide_batched.set_max_batch_size(batching.max_batch_size)
-        self.decide_batched.set_batch_wait_timeout_s(batching.batch_wait_ms / 1000)
+        self._batcher: MicroBatcher[Transaction, DecisionResult] = MicroBatcher(
+            self._agent.decide_batch,
+            max_batch_size=batching.max_batch_size,
+            wait_s=batching.batch_wait_ms / 1000,
+            max_concurrent=batching.max_concurrent_batches,
+            on_batch=self._metrics.batch_started,
+        )
 
     def __serve_build_asgi_app__(self) -> Any:
         mcp = build_mcp(
@@ -214,7 +220,7 @@ class AgentIngress:
                 yield
 
         api = create_api(
-            decide=self.decide_batched,
+            decide=self._batcher.submit,
             decide_many=self._agent.decide_batch,
             records=self._records,
             health=self._health,
@@ -237,10 +243,6 @@ class AgentIngress:
             mount_console(api, console.api_url, api_key=console.api_key)
         # In front of routing, so MCP and the console are covered too.
         return protect(api, Authenticator(AuthConfig.from_args(self._config.auth)))
-
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def decide_batched(self, transactions: list[Transaction]) -> list[DecisionResult]:
-        return await self._agent.decide_batch(transactions)
 
     def _model_called(self, status: str, prompt_tokens: int, completion_tokens: int) -> None:
         self._metrics.model_called(status, prompt_tokens, completion_tokens)

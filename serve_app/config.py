@@ -94,7 +94,19 @@ class BatchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(default=64, ge=1, le=1000)
-    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    batch_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="How long a batch waits for company once it could start.",
+    )
+    max_concurrent_batches: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Batches in flight per ingress replica; what arrives meanwhile "
+        "waits and goes out together in the next one.",
+    )
 
 
 class AppConfig(BaseModel):

@@ -38,6 +38,8 @@ LATENCY_BUCKETS_MS = [
     30000.0,
     60000.0,
 ]
+# Powers of two up to the batch endpoint's 1,000 items.
+BATCH_SIZE_BUCKETS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0]
 STAGES = ("evidence", "policy", "model", "actions", "total")
 
 TOOL_FAILURE_KINDS = ("error", "timeout")
@@ -88,6 +90,12 @@ class ServeMetrics:
             boundaries=LATENCY_BUCKETS_MS,
             tag_keys=("stage",),
         )
+        self.batch_size: HistogramLike = histogram(
+            "fraudline_batch_size",
+            description="Transactions per agent batch: one call to each tool carries them.",
+            boundaries=BATCH_SIZE_BUCKETS,
+            tag_keys=(),
+        )
         self.tool_failures: CounterLike = counter(
             "fraudline_tool_failures",
             description="Tool calls that raised (error) or did not answer in time (timeout).",
@@ -126,6 +134,10 @@ class ServeMetrics:
                 # A stage that did not run (no model call) is 0 and not a sample.
                 if stage in STAGES and elapsed_ms > 0:
                     self.stage_latency_ms.observe(elapsed_ms, tags={"stage": stage})
+
+    def batch_started(self, size: int) -> None:
+        """Observes how many single requests one batch gathered."""
+        self.batch_size.observe(size)
 
     def tool_failed(self, tool: str, kind: str) -> None:
         """Counts one failed tool call; `kind` is "error" or "timeout"."""
