@@ -33,8 +33,8 @@ from urllib.parse import urlparse
 
 import httpx
 import psutil
-
 import traffic
+
 from deployments.agent import Agent, AgentConfig
 from deployments.toolbox import LocalToolbox
 from fraudline.db import create_schema, make_engine

@@ -133,12 +133,12 @@ def create_api(
         return health()
 
     @api.post("/v1/analyze", response_model=DecisionResult)
-    async def analyze(transaction: Transaction) -> DecisionResult:
+    async def analyze(transaction: Transaction) -> Response:
         """Decides on one transaction: approve, review or block, with the evidence."""
-        return await decide(transaction)
+        return _json(await decide(transaction))
 
     @api.post("/v1/analyze/batch", response_model=BatchResponse)
-    async def analyze_batch(body: BatchRequest) -> BatchResponse:
+    async def analyze_batch(body: BatchRequest) -> Response:
         """Decides up to 1,000 transactions; a bad item fails alone, results keep order."""
         valid: list[tuple[int, Transaction]] = []
         results: list[DecisionResult | BatchItemError | None] = [None] * len(body.transactions)
@@ -158,11 +158,11 @@ def create_api(
         decided = await decide_many([tx for _, tx in valid], body.explain) if valid else []
         for (index, _), result in zip(valid, decided):
             results[index] = result
-        return BatchResponse(
+        return _json(BatchResponse(
             results=[r for r in results if r is not None],
             decided=len(valid),
             rejected=len(body.transactions) - len(valid),
-        )
+        ))
 
     @api.post("/v1/analyze/stream")
     async def analyze_stream(transaction: Transaction) -> StreamingResponse:
@@ -227,3 +227,8 @@ def create_api(
 
     return api
 
+
+def _json(model: BaseModel) -> Response:
+    # Serialized once, here: returned as a model, FastAPI would validate it again
+    # against `response_model` first: about 50 ms of a 500-item batch.
+    return Response(model.model_dump_json(), media_type="application/json")
