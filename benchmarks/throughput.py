@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -144,15 +145,17 @@ async def offered_load(url: str, rate: float, bodies: list[dict[str, Any]]) -> d
     }
 
 
-def replica_memory_mib() -> dict[str, float]:
+def replica_memory_mib() -> dict[str, list[float]]:
     """Resident memory of each Serve replica process, by deployment."""
-    found: dict[str, float] = {}
+    found: dict[str, list[float]] = {}
     for process in psutil.process_iter(["cmdline", "memory_info"]):
         title = " ".join(process.info["cmdline"] or [])
         if "ServeReplica:" not in title or process.info["memory_info"] is None:
             continue
         name = title.split("ServeReplica:", 1)[1].split()[0]
-        found[name] = round(process.info["memory_info"].rss / 2**20, 1)
+        # A busy replica's title ends in the method it runs.
+        name = re.sub(r"\.[a-z_]+$", "", name)
+        found.setdefault(name, []).append(round(process.info["memory_info"].rss / 2**20))
     return dict(sorted(found.items()))
 
 
@@ -213,7 +216,8 @@ def _table(results: dict[str, Any]) -> str:
             f"Retry-After {', '.join(shedding['retry_after'])} s"
         )
     lines.append("memory per replica (MiB): " + ", ".join(
-        f"{name} {mib:g}" for name, mib in results["memory_mib"].items()))
+        f"{name.split(':', 1)[-1]} {'+'.join(str(mib) for mib in sizes)}"
+        for name, sizes in results["memory_mib"].items()))
     return "\n".join(lines) + "\n"
 
 
