@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
@@ -101,22 +101,8 @@ class CustomerHistory:
         return self.transactions[-1] if self.transactions else None
 
 
-# The customer, then PastTransaction's fields in their order.
-_PAST_COLUMNS = (
-    TransactionRow.customer_id,
-    TransactionRow.transaction_id,
-    TransactionRow.occurred_at,
-    TransactionRow.amount,
-    TransactionRow.merchant,
-    TransactionRow.merchant_category,
-    TransactionRow.location,
-    TransactionRow.latitude,
-    TransactionRow.longitude,
-    TransactionRow.card_present,
-    TransactionRow.device_id,
-    TransactionRow.ip_address,
-    TransactionRow.decision,
-)
+# Where `occurred_at` falls among PastTransaction's fields, as histories() selects them.
+_OCCURRED_AT = [field.name for field in fields(PastTransaction)].index("occurred_at")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -158,17 +144,17 @@ class HistoryStore:
             # Plain rows, not ORM objects: building entities cost more than the
             # query itself on a batch of a few thousand past payments.
             by_customer: dict[str, list[PastTransaction]] = defaultdict(list)
+            columns = [getattr(TransactionRow, field.name) for field in fields(PastTransaction)]
             rows = session.execute(
-                select(*_PAST_COLUMNS)
+                select(TransactionRow.customer_id, *columns)
                 .where(TransactionRow.customer_id.in_(customer_ids))
                 .where(TransactionRow.occurred_at >= earliest)
                 .where(TransactionRow.occurred_at < latest)
                 .order_by(TransactionRow.occurred_at)
             )
-            for customer_id, transaction_id, occurred_at, *rest in rows:
-                by_customer[customer_id].append(
-                    PastTransaction(transaction_id, _utc(occurred_at), *rest)
-                )
+            for customer_id, *values in rows:
+                values[_OCCURRED_AT] = _utc(values[_OCCURRED_AT])
+                by_customer[customer_id].append(PastTransaction(*values))
 
         moments = {
             customer_id: [past.occurred_at for past in found]
