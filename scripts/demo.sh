@@ -52,16 +52,27 @@ export FRAUDLINE_SMTP_HOST=127.0.0.1 FRAUDLINE_SMTP_PORT=8025
 # ray.serve.llm on a 2-core machine only schedules with more logical CPUs.
 .venv/bin/ray stop --force >/dev/null 2>&1 || true
 stop_orphaned_engines
+# Token authentication on: `ray start` turns it on only when a token already
+# exists, so make one first (~/.ray/auth_token; `serve` reads the same file).
+.venv/bin/ray get-auth-token --generate >/dev/null
+export RAY_AUTH_MODE=token
 .venv/bin/ray start --head --node-ip-address=127.0.0.1 --num-cpus=8 \
   --dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats
 .venv/bin/serve run --non-blocking --address=auto configs/local.yaml >"$LOG" 2>&1
 
 echo "waiting for every deployment, the model included (a minute or two) ..."
-export RAY_AUTH_MODE=token  # `ray start` wrote the token to ~/.ray/auth_token
-for _ in $(seq 1 300); do
-  if .venv/bin/serve status 2>/dev/null | grep -q "status: RUNNING"; then break; fi
+running=no
+for _ in $(seq 1 150); do
+  if .venv/bin/serve status 2>/dev/null | grep -q "status: RUNNING"; then
+    running=yes
+    break
+  fi
   sleep 2
 done
+if [ "$running" = no ]; then
+  echo "the application did not start; see $LOG and \`.venv/bin/serve status\`" >&2
+  exit 1
+fi
 curl -fsS "$URL/healthz" && echo
 
 .venv/bin/python -m fraudline.scenarios --url "$URL"
