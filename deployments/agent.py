@@ -64,7 +64,9 @@ class Toolbox(Protocol):
 
     async def write_reports(self, case_ids: list[str]) -> list[str]: ...
 
-    async def stored_decision(self, transaction_id: str) -> DecisionResult | None: ...
+    async def stored_decisions(
+        self, transaction_ids: list[str]
+    ) -> list[DecisionResult | None]: ...
 
     async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]: ...
 
@@ -529,13 +531,14 @@ class Agent:
     ) -> list[DecisionResult]:
         # A retried transaction id gets the decision taken the first time, so a
         # client retry can never turn a block into an approval.
+        retried = [index for index, outcome in enumerate(logged) if not outcome.created]
+        if not retried:
+            return results
+        stored = await self._tools.stored_decisions([logged[i].transaction_id for i in retried])
         answered = list(results)
-        for index, outcome in enumerate(logged):
-            if outcome.created:
-                continue
-            stored = await self._tools.stored_decision(outcome.transaction_id)
-            if stored is not None:
-                answered[index] = stored.model_copy(
+        for index, before in zip(retried, stored, strict=True):
+            if before is not None:
+                answered[index] = before.model_copy(
                     update={"actions": [], "latency_ms": results[index].latency_ms}
                 )
         return answered

@@ -234,11 +234,29 @@ class FraudLogger:
 
     def latest_decision(self, transaction_id: str) -> DecisionResult | None:
         """The decision stored for a transaction, so a retry can be answered with it."""
+        return self.latest_decisions([transaction_id])[0]
+
+    def latest_decisions(self, transaction_ids: Sequence[str]) -> list[DecisionResult | None]:
+        """The decision stored for each transaction, None where there is none; same order.
+
+        A batch of retries is answered from one read, not one call per transaction.
+        """
+        wanted = sorted(set(transaction_ids))
+        stored: dict[str, str] = {}
         with self._sessions() as session:
-            result_json = session.scalar(
-                select(DecisionRow.result_json).where(DecisionRow.transaction_id == transaction_id)
-            )
-        return DecisionResult.model_validate_json(result_json) if result_json else None
+            for start in range(0, len(wanted), self._chunk_size):
+                page = wanted[start : start + self._chunk_size]
+                stored.update(
+                    session.execute(
+                        select(DecisionRow.transaction_id, DecisionRow.result_json).where(
+                            DecisionRow.transaction_id.in_(page)
+                        )
+                    ).tuples().all()
+                )
+        return [
+            DecisionResult.model_validate_json(stored[tid]) if tid in stored else None
+            for tid in transaction_ids
+        ]
 
     def get_case(self, case_id: str) -> CaseRecord:
         """A case with its evidence, timeline, notes, tags, alert state and report id."""

@@ -68,9 +68,9 @@ class LocalToolbox:
             return []
         return await asyncio.to_thread(self.tools["report_generator"].generate_batch, case_ids)
 
-    async def stored_decision(self, transaction_id: str) -> DecisionResult | None:
+    async def stored_decisions(self, transaction_ids: list[str]) -> list[DecisionResult | None]:
         return await asyncio.to_thread(
-            self.tools["fraud_logger"].latest_decision, transaction_id
+            self.tools["fraud_logger"].latest_decisions, transaction_ids
         )
 
     async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]:

@@ -124,8 +124,8 @@ class HandleToolbox:
             return []
         return await self._handles["report_generator"].generate_batch.remote(case_ids)
 
-    async def stored_decision(self, transaction_id: str) -> DecisionResult | None:
-        return await self._handles["fraud_logger"].latest_decision.remote(transaction_id)
+    async def stored_decisions(self, transaction_ids: list[str]) -> list[DecisionResult | None]:
+        return await self._handles["fraud_logger"].latest_decisions.remote(transaction_ids)
 
     async def active_holds(self, customer_ids: list[str], at: datetime) -> dict[str, Any]:
         return await asyncio.to_thread(self._holds.active_holds, customer_ids, at)

@@ -50,12 +50,14 @@ class FakeToolbox:
 
     async def log(self, items: list[Any]) -> list[_Logged]:
         self.calls.append(("fraud_logger", len(items)))
+        known = {tx.transaction_id for tx, _ in self.logged}
         self.logged.extend(items)
         return [
             _Logged(
                 tx.transaction_id,
                 f"CASE-{tx.transaction_id}" if result.decision != "approve" else None,
                 f"ALERT-{tx.transaction_id}" if result.decision == "block" else None,
+                created=tx.transaction_id not in known,
             )
             for tx, result in items
         ]
@@ -68,8 +70,12 @@ class FakeToolbox:
         self.calls.append(("report_generator", len(case_ids)))
         return [f"RPT-{case_id}" for case_id in case_ids]
 
-    async def stored_decision(self, transaction_id: str) -> Any:
-        return None
+    async def stored_decisions(self, transaction_ids: list[str]) -> list[Any]:
+        self.calls.append(("stored_decisions", len(transaction_ids)))
+        first = {}
+        for tx, result in self.logged:
+            first.setdefault(tx.transaction_id, result)
+        return [first.get(transaction_id) for transaction_id in transaction_ids]
 
     async def notify_customers(self, notification_ids: list[str]) -> list[Action]:
         return [Action(kind="notification", id=i, state="done") for i in notification_ids]
@@ -124,6 +130,20 @@ async def test_each_tool_is_called_once_per_batch() -> None:
         ("holds", 3), ("transaction_risk", 3), ("identity", 3), ("geolocation", 3),
         ("fraud_logger", 3), ("email_alerts", 1), ("report_generator", 2),
     ])
+
+
+async def test_retries_are_answered_as_before_from_one_read() -> None:
+    tools = FakeToolbox({"C-3": 90})
+    agent = Agent(AgentConfig(explain_mode="never"), tools)
+    await agent.decide_batch([_tx(1, "C-1"), _tx(3, "C-3")])
+    tools.points = {"C-1": 90}
+    tools.calls.clear()
+
+    again = await agent.decide_batch([_tx(1, "C-1"), _tx(3, "C-3"), _tx(4, "C-1")])
+
+    assert [r.decision for r in again] == ["approve", "block", "block"]
+    assert tools.calls.count(("stored_decisions", 2)) == 1
+    assert [name for name, _ in tools.calls].count("stored_decisions") == 1
 
 
 async def test_block_lists_every_action_taken() -> None:

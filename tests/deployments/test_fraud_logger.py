@@ -253,6 +253,18 @@ def test_latest_decision_returns_the_stored_result(logger_: FraudLogger) -> None
     assert logger_.latest_decision("TX-NEVER-SEEN") is None
 
 
+def test_latest_decisions_answers_each_id_in_order_across_pages(db_url: str) -> None:
+    logger_ = FraudLogger(db_url, chunk_size=2, clock=lambda: NOW)
+    logger_.log_batch([_pair(f"TX-{n}", "approve") for n in range(5)])
+
+    found = logger_.latest_decisions(["TX-4", "TX-NONE", "TX-0", "TX-4", "TX-2"])
+
+    assert [r.transaction_id if r else None for r in found] == [
+        "TX-4", None, "TX-0", "TX-4", "TX-2"
+    ]
+    assert found[0] == _result("TX-4", "approve")
+
+
 def test_get_case_returns_evidence_transaction_and_timeline(logger_: FraudLogger) -> None:
     (outcome,) = logger_.log_batch([_pair("TX-CASE", "block")])
     assert outcome.case_id is not None
