@@ -87,12 +87,19 @@ class MicroBatcher(Generic[T, R]):
             await self._arrived.wait()
             if len(self._waiting) < self._max_batch_size and self._wait_s > 0:
                 await asyncio.sleep(self._wait_s)
-            batch = [
-                self._waiting.popleft()
-                for _ in range(min(self._max_batch_size, len(self._waiting)))
-            ]
+            batch: list[_Waiting[T, R]] = []
+            while self._waiting and len(batch) < self._max_batch_size:
+                waiting = self._waiting.popleft()
+                # A caller that went away before its batch formed (a client that
+                # timed out in an overload) is not decided: nothing is written
+                # for it and the slot goes to one still waiting.
+                if not waiting.future.done():
+                    batch.append(waiting)
             if not self._waiting:
                 self._arrived.clear()
+            if not batch:
+                slots.release()
+                continue
             task = asyncio.create_task(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)

@@ -116,6 +116,42 @@ async def test_a_caller_that_goes_away_does_not_disturb_its_batch() -> None:
     assert handler.batches == [[1, 2]]
 
 
+async def test_callers_gone_before_their_batch_formed_are_not_decided() -> None:
+    handler = SlowDoubler()
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        handler, max_batch_size=8, wait_s=0, max_concurrent=1
+    )
+    first = asyncio.ensure_future(batcher.submit(1))
+    await _settle()
+    gone = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3)]
+    staying = asyncio.ensure_future(batcher.submit(4))
+    await _settle()
+    for caller in gone:
+        caller.cancel()
+    handler.release.set()
+
+    assert await asyncio.gather(first, staying) == [2, 8]
+    assert handler.batches == [[1], [4]]
+
+
+async def test_a_backlog_of_callers_all_gone_runs_no_batch() -> None:
+    handler = SlowDoubler()
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        handler, max_batch_size=8, wait_s=0, max_concurrent=1
+    )
+    first = asyncio.ensure_future(batcher.submit(1))
+    await _settle()
+    gone = asyncio.ensure_future(batcher.submit(2))
+    await _settle()
+    gone.cancel()
+    handler.release.set()
+    assert await first == 2
+    await _settle()
+
+    assert await batcher.submit(5) == 10
+    assert handler.batches == [[1], [5]]
+
+
 async def test_batch_sizes_are_reported_as_batches_start() -> None:
     sizes: list[int] = []
 
