@@ -24,12 +24,16 @@ AMEX = "3782 822463 10005"
 # A run of digits, optionally split by single spaces or hyphens, that is not the
 # fractional part of a decimal number (timestamps and scores have those).
 _DIGIT_RUN = re.compile(rb"(?<![0-9.])(?<![0-9]\.)[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
+# Hex digests (the audit chain's SHA-256 hashes) hold long digit runs by chance,
+# some Luhn-valid; a card number alone is at most 19 characters, so 32 or more
+# hex characters in a row are a digest, not a card.
+_HEX_DIGEST = re.compile(rb"[0-9a-fA-F]{32,}")
 
 
 def card_numbers_in(data: bytes) -> list[str]:
     """Every 13-19 digit Luhn-valid run in raw bytes, however it is grouped."""
     found = []
-    for match in _DIGIT_RUN.finditer(data):
+    for match in _DIGIT_RUN.finditer(_HEX_DIGEST.sub(b"#", data)):
         digits = re.sub(rb"[ \-]", b"", match.group()).decode()
         if luhn_valid(digits):
             found.append(digits)
@@ -40,6 +44,14 @@ def test_the_scanner_finds_cards_however_written() -> None:
     data = f"a {VISA} b {MASTERCARD} c {AMEX} d 0.{VISA} e 1234567812345678".encode()
 
     assert card_numbers_in(data) == [VISA, "5555555555554444", "378282246310005"]
+
+
+def test_the_scanner_passes_over_hash_digests() -> None:
+    # A SHA-256 audit hash seen with a Luhn-valid run of 17 digits inside it.
+    digest = "9be1" + "54780644557219894" + "c0ffee" * 7 + "a"
+
+    assert luhn_valid("54780644557219894") and len(digest) == 64
+    assert card_numbers_in(f"hash={digest} card {VISA}".encode()) == [VISA]
 
 
 @pytest.fixture(scope="module")
