@@ -177,9 +177,10 @@ class Agent:
         outcomes = [decide(found, self._config.policy) for found in evidence]
         policy_ms = _ms_since(policy_started)
 
+        retried = await self._retries_bound_for_model(batch, outcomes, explain)
         explained = await asyncio.gather(
-            *(self._explain(tx, outcome, found, explain) for tx, outcome, found in
-              zip(batch, outcomes, evidence))
+            *(self._explain(tx, outcome, found, explain and tx.transaction_id not in retried)
+              for tx, outcome, found in zip(batch, outcomes, evidence))
         )
 
         results = [
@@ -188,6 +189,34 @@ class Agent:
             for tx, found, (outcome, explanation, model_ms) in zip(batch, evidence, explained)
         ]
         return await self._finish(batch, results, started)
+
+    def _wants_model(self, outcome: PolicyOutcome) -> bool:
+        return self._explainer is not None and should_explain(
+            self._config.explain_mode, in_grey_zone(outcome.risk_score, self._config.policy)
+        )
+
+    async def _retries_bound_for_model(
+        self, batch: list[Transaction], outcomes: list[PolicyOutcome], explain: bool
+    ) -> set[str]:
+        """Ids of retried transactions the model would otherwise weigh again.
+
+        A retry is answered with the decision stored the first time, so asking the
+        model about it only costs the wait. One read, and only for a batch that
+        would wait for the model; when the read fails the model is asked as usual.
+        """
+        if not explain:
+            return set()
+        ids = [tx.transaction_id for tx, o in zip(batch, outcomes) if self._wants_model(o)]
+        if not ids:
+            return set()
+        try:
+            stored = await asyncio.wait_for(
+                self._tools.stored_decisions(ids), self._config.tool_timeout_s
+            )
+        except Exception:
+            logger.warning("looking up stored decisions failed; the model is asked")
+            return set()
+        return {tid for tid, before in zip(ids, stored, strict=True) if before is not None}
 
     async def _holds(self, batch: list[Transaction]) -> dict[str, Any]:
         customers = sorted({tx.customer_id for tx in batch})
@@ -373,10 +402,7 @@ class Agent:
         on_delta: DeltaSink | None = None,
     ) -> tuple[PolicyOutcome, Explanation, float]:
         policy_text = _policy_explanation(outcome)
-        wanted = allowed and should_explain(
-            self._config.explain_mode, in_grey_zone(outcome.risk_score, self._config.policy)
-        )
-        if not wanted or self._explainer is None:
+        if not (allowed and self._wants_model(outcome)) or self._explainer is None:
             return outcome, Explanation(text=policy_text), 0.0
 
         started = time.perf_counter()

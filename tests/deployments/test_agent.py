@@ -214,6 +214,37 @@ async def test_invalid_model_output_is_ignored() -> None:
     assert result.explanation.model_status == "unavailable"
 
 
+async def test_a_retried_grey_zone_payment_is_answered_without_the_model() -> None:
+    model = FakeModel({"summary": "Odd", "key_factors": [], "recommended_action": "block",
+                       "confidence": "high"})
+    tools = FakeToolbox({"C-1": 30})
+    agent = Agent(AgentConfig(), tools, model)
+    [first] = await agent.decide_batch([_tx(1)])
+    assert len(model.prompts) == 1
+
+    [again] = await agent.decide_batch([_tx(1)])
+
+    assert len(model.prompts) == 1
+    assert (again.decision, again.explanation.text) == ("review", first.explanation.text)
+
+
+async def test_the_model_is_asked_when_stored_decisions_cannot_be_read() -> None:
+    model = FakeModel({"summary": "Odd", "key_factors": [], "recommended_action": "block",
+                       "confidence": "high"})
+    tools = FakeToolbox({"C-1": 30})
+
+    async def unreadable(transaction_ids: list[str]) -> list[Any]:
+        raise RuntimeError("store down")
+
+    tools.stored_decisions = unreadable  # type: ignore[method-assign]
+    agent = Agent(AgentConfig(), tools, model)
+
+    [result] = await agent.decide_batch([_tx(1)])
+
+    assert len(model.prompts) == 1
+    assert result.decision == "review"
+
+
 async def test_clear_cases_skip_the_model_in_grey_zone_mode() -> None:
     model = FakeModel({"summary": "x", "key_factors": [], "recommended_action": "review",
                        "confidence": "low"})
