@@ -75,7 +75,9 @@ if [ "$running" = no ]; then
 fi
 curl -fsS "$URL/healthz" && echo
 
-.venv/bin/python -m fraudline.scenarios --url "$URL"
+# Fixed transaction ids: a rerun is answered with the first run's decisions and adds
+# no history, so the demo customers' spending does not drift from run to run.
+.venv/bin/python -m fraudline.scenarios --url "$URL" --same-ids
 # Rows 13,900-15,899 of the shipped sample hold 14 frauds; the 3,000 before build history.
 .venv/bin/python -m fraudline.replay --url "$URL" --first-row 13900 --limit 2000 \
   --json var/replay.json
