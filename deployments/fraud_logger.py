@@ -232,14 +232,10 @@ class FraudLogger:
         logger.debug("logged %d decisions, %d were replays", created, len(outcomes) - created)
         return outcomes
 
-    def latest_decision(self, transaction_id: str) -> DecisionResult | None:
-        """The decision stored for a transaction, so a retry can be answered with it."""
-        return self.latest_decisions([transaction_id])[0]
-
     def latest_decisions(self, transaction_ids: Sequence[str]) -> list[DecisionResult | None]:
         """The decision stored for each transaction, None where there is none; same order.
 
-        A batch of retries is answered from one read, not one call per transaction.
+        A batch of retries is answered with them from one read.
         """
         wanted = sorted(set(transaction_ids))
         stored: dict[str, str] = {}

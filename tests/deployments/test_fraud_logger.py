@@ -246,11 +246,12 @@ def test_case_is_not_kept_when_its_alert_cannot_be_written(
     assert _count(sessions, TransactionRow) == 0
 
 
-def test_latest_decision_returns_the_stored_result(logger_: FraudLogger) -> None:
+def test_latest_decisions_return_the_stored_result(logger_: FraudLogger) -> None:
     logger_.log_batch([_pair("TX-STORED", "approve")])
 
-    assert logger_.latest_decision("TX-STORED") == _result("TX-STORED", "approve")
-    assert logger_.latest_decision("TX-NEVER-SEEN") is None
+    assert logger_.latest_decisions(["TX-STORED", "TX-NEVER-SEEN"]) == [
+        _result("TX-STORED", "approve"), None
+    ]
 
 
 def test_latest_decisions_answers_each_id_in_order_across_pages(db_url: str) -> None:

@@ -202,4 +202,4 @@ def test_failing_fraud_logger_answers_a_retryable_503_not_a_decision(
     assert response.status_code in (503, 504)
     assert response.headers["Retry-After"]
     assert "decision" not in response.json()
-    assert healthy.tools["fraud_logger"].latest_decision(body["transaction_id"]) is None
+    assert healthy.tools["fraud_logger"].latest_decisions([body["transaction_id"]]) == [None]
